@@ -1,0 +1,277 @@
+//! Binding files: one per guest interface, `KEY=VALUE` lines, written by the
+//! VM manager into `datapath`. The file name is the host-side interface name.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use crate::mac::MacAddr;
+
+/// Files larger than this are refused unread: a binding is a few hundred bytes.
+pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+
+/// What the guest on one interface owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The file name: the interface the guest's packets arrive on (tapN).
+    pub name: String,
+    /// Interface whose MAC is the source of replies (INDEV, default `name`).
+    pub indev: String,
+    pub mac: MacAddr,
+    pub hostname: String,
+    pub ip: Option<Ipv4Addr>,
+    pub tags: Vec<String>,
+    pub gateway: Option<Ipv4Addr>,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub subnet6: Option<Ipv6Net>,
+    pub eui64: Option<Ipv6Addr>,
+    /// Stateful DHCPv6 address (IP6=); the EUI64 address when unset.
+    pub ip6: Option<Ipv6Addr>,
+    /// No default router is handed out.
+    pub private: bool,
+    pub mtu: Option<u16>,
+    /// Do not check the source MAC of requests.
+    pub macspoof: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    #[error("file name {0:?} is not an interface name")]
+    BadName(String),
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("larger than {MAX_FILE_SIZE} bytes")]
+    TooLarge,
+    #[error("no {0} key")]
+    Missing(&'static str),
+    #[error("{key}={value:?}: {problem}")]
+    BadValue {
+        key: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+}
+
+/// Names the watcher skips: dot-files, editor backups and temporary files.
+pub fn is_ignored_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".tmp")
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".dpkg-new")
+        || name.ends_with(".dpkg-old")
+        || name.ends_with(".dpkg-dist")
+        || (name.starts_with('#') && name.ends_with('#'))
+}
+
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner.trim();
+        }
+    }
+    v
+}
+
+fn bad(key: &'static str, value: &str, problem: &'static str) -> BindingError {
+    BindingError::BadValue {
+        key,
+        value: value.chars().take(64).collect(),
+        problem,
+    }
+}
+
+fn parse_val<T: std::str::FromStr>(
+    key: &'static str,
+    v: &str,
+    problem: &'static str,
+) -> Result<T, BindingError> {
+    v.parse().map_err(|_| bad(key, v, problem))
+}
+
+/// Parses the bytes of binding file `name`.
+pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
+    if name.is_empty()
+        || name.len() > MAX_IFNAME
+        || name.contains(['/', ' ', '\t', '\n', ':'])
+        || name == "."
+        || name == ".."
+    {
+        return Err(BindingError::BadName(name.chars().take(64).collect()));
+    }
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(BindingError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| BindingError::NotText)?;
+
+    let mut b = Binding {
+        name: name.to_string(),
+        indev: name.to_string(),
+        mac: MacAddr::default(),
+        hostname: String::new(),
+        ip: None,
+        tags: Vec::new(),
+        gateway: None,
+        subnet: None,
+        gateway6: None,
+        subnet6: None,
+        eui64: None,
+        ip6: None,
+        private: false,
+        mtu: None,
+        macspoof: false,
+    };
+    let mut mac = None;
+    let mut hostname = None;
+
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let v = unquote(value);
+        if v.is_empty() {
+            // An empty value means unset.
+            continue;
+        }
+        match key {
+            "INDEV" => {
+                if v.len() > MAX_IFNAME || v.contains(['/', ' ']) {
+                    return Err(bad("INDEV", v, "not an interface name"));
+                }
+                b.indev = v.to_string();
+            }
+            "MAC" => mac = Some(parse_val::<MacAddr>("MAC", v, "not a MAC address")?),
+            "HOSTNAME" => {
+                if v.len() > 253 || v.chars().any(|c| c.is_control()) {
+                    return Err(bad("HOSTNAME", v, "not a host name"));
+                }
+                hostname = Some(v.to_string());
+            }
+            "IP" => b.ip = Some(parse_val("IP", v, "not an IPv4 address")?),
+            "TAGS" => b.tags = v.split_whitespace().map(str::to_string).collect(),
+            "GATEWAY" => b.gateway = Some(parse_val("GATEWAY", v, "not an IPv4 address")?),
+            "SUBNET" => {
+                let n: Ipv4Net = parse_val("SUBNET", v, "not an IPv4 network (a.b.c.d/len)")?;
+                b.subnet = Some(n.trunc());
+            }
+            "GATEWAY6" => b.gateway6 = Some(parse_val("GATEWAY6", v, "not an IPv6 address")?),
+            "SUBNET6" => {
+                let n: Ipv6Net = parse_val("SUBNET6", v, "not an IPv6 network (addr/len)")?;
+                b.subnet6 = Some(n.trunc());
+            }
+            "EUI64" => b.eui64 = Some(parse_val("EUI64", v, "not an IPv6 address")?),
+            "IP6" => b.ip6 = Some(parse_val("IP6", v, "not an IPv6 address")?),
+            "PRIVATE" => b.private = true,
+            "MACSPOOF" => b.macspoof = true,
+            "MTU" => {
+                let m: u16 = parse_val("MTU", v, "not a number from 68 to 65535")?;
+                if m < 68 {
+                    return Err(bad("MTU", v, "not a number from 68 to 65535"));
+                }
+                b.mtu = Some(m);
+            }
+            _ => {}
+        }
+    }
+    b.mac = mac.ok_or(BindingError::Missing("MAC"))?;
+    b.hostname = hostname.ok_or(BindingError::Missing("HOSTNAME"))?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "INDEV=tap10
+IP=192.0.2.100
+MAC=aa:6b:39:22:33:44
+HOSTNAME=testing-vm
+TAGS=\"\"
+GATEWAY=192.0.2.1
+SUBNET=192.0.2.0/24
+GATEWAY6=2001:db8:aaaa:bbbb::1
+SUBNET6=2001:db8:aaaa:bbbb::/64
+EUI64=2001:db8:aaaa:bbbb:a86b:39ff:fe22:3344
+PRIVATE=
+MTU=
+MACSPOOF=
+";
+
+    #[test]
+    fn parses_the_original_sample() {
+        let b = parse("tap10", SAMPLE.as_bytes()).unwrap();
+        assert_eq!(b.name, "tap10");
+        assert_eq!(b.indev, "tap10");
+        assert_eq!(b.ip, Some(Ipv4Addr::new(192, 0, 2, 100)));
+        assert_eq!(b.mac.to_string(), "aa:6b:39:22:33:44");
+        assert_eq!(b.hostname, "testing-vm");
+        assert!(b.tags.is_empty());
+        assert_eq!(b.gateway, Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(b.subnet, Some("192.0.2.0/24".parse().unwrap()));
+        assert_eq!(b.gateway6, Some("2001:db8:aaaa:bbbb::1".parse().unwrap()));
+        assert_eq!(b.subnet6, Some("2001:db8:aaaa:bbbb::/64".parse().unwrap()));
+        assert_eq!(
+            b.eui64,
+            Some("2001:db8:aaaa:bbbb:a86b:39ff:fe22:3344".parse().unwrap())
+        );
+        assert!(!b.private && !b.macspoof);
+        assert_eq!(b.mtu, None);
+    }
+
+    #[test]
+    fn quoted_values_and_flags() {
+        let t = "MAC='aa:bb:cc:dd:ee:ff'\nHOSTNAME=\"vm1.example.org\"\nPRIVATE=yes\nMACSPOOF=1\nMTU=\"1400\"\nTAGS=\"a b\"\nINDEV=br0\nUNKNOWN=whatever\njunk line\n";
+        let b = parse("tap3", t.as_bytes()).unwrap();
+        assert_eq!(b.hostname, "vm1.example.org");
+        assert!(b.private && b.macspoof);
+        assert_eq!(b.mtu, Some(1400));
+        assert_eq!(b.tags, vec!["a", "b"]);
+        assert_eq!(b.indev, "br0");
+    }
+
+    #[test]
+    fn refuses_incomplete_or_bad_files() {
+        assert_eq!(
+            parse("tap1", b"HOSTNAME=x\n"),
+            Err(BindingError::Missing("MAC"))
+        );
+        assert_eq!(
+            parse("tap1", b"MAC=aa:bb:cc:dd:ee:ff\n"),
+            Err(BindingError::Missing("HOSTNAME"))
+        );
+        assert!(matches!(
+            parse("tap1", b"MAC=aa:bb:cc:dd:ee:ff\nHOSTNAME=x\nIP=300.1.1.1\n"),
+            Err(BindingError::BadValue { key: "IP", .. })
+        ));
+        assert!(matches!(
+            parse("tap1", b"MAC=aa:bb:cc:dd:ee:ff\nHOSTNAME=x\nMTU=12\n"),
+            Err(BindingError::BadValue { key: "MTU", .. })
+        ));
+        assert_eq!(parse("tap1", &[0xff, 0xfe]), Err(BindingError::NotText));
+        assert!(matches!(
+            parse("averyveryverylongname", b""),
+            Err(BindingError::BadName(_))
+        ));
+        let big = vec![b'#'; MAX_FILE_SIZE as usize + 1];
+        assert_eq!(parse("tap1", &big), Err(BindingError::TooLarge));
+    }
+
+    #[test]
+    fn ignored_names() {
+        for n in [".tap1", "tap1~", "tap1.tmp", ".tap1.swp", "#tap1#"] {
+            assert!(is_ignored_name(n), "{n}");
+        }
+        assert!(!is_ignored_name("tap1"));
+    }
+}

@@ -1,0 +1,7 @@
+//! nfdhcpd: DHCP, DHCPv6 and Router Advertisement server for VM hosts
+//! (NFQUEUE), and a relay-mode DHCP server for datacenter BMCs.
+
+pub mod binding;
+pub mod config;
+pub mod mac;
+pub mod proto;
