@@ -1,0 +1,55 @@
+//! What the source threads hand to the state thread.
+
+use crossbeam_channel::Sender;
+
+use crate::binding::{Binding, BindingError};
+use crate::link::IfName;
+use crate::mac::MacAddr;
+
+/// Which protocol a queue carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueKind {
+    Dhcp4,
+    RouterSolicit,
+    NeighborSolicit,
+    Dhcp6,
+}
+
+impl QueueKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueKind::Dhcp4 => "dhcp",
+            QueueKind::RouterSolicit => "rs",
+            QueueKind::NeighborSolicit => "ns",
+            QueueKind::Dhcp6 => "dhcpv6",
+        }
+    }
+}
+
+/// A queued packet. The nfq message itself travels to the state thread and
+/// back with its verdict set, so the payload is never copied.
+pub struct Packet {
+    pub kind: QueueKind,
+    pub msg: nfq::Message,
+    /// Where the packet entered: physindev (bridged) or indev (routed).
+    pub ifindex: u32,
+    pub ifname: Option<IfName>,
+    pub src_mac: Option<MacAddr>,
+    /// Where the verdicted message goes back to.
+    pub verdict_tx: Sender<nfq::Message>,
+}
+
+/// A binding file as the watcher found it.
+pub type BindingRead = Result<Binding, BindingError>;
+
+/// Low-volume events that must never be dropped.
+pub enum Control {
+    /// File `name` appeared or changed (Some) or went away (None).
+    Binding { name: String, read: Option<BindingRead> },
+    /// The whole directory as it is now (start-up, overflow, directory re-created).
+    Rescan(Vec<(String, BindingRead)>),
+    /// Log the tables and counters (SIGUSR1).
+    Dump,
+    /// Withdraw, then stop (SIGTERM/SIGINT). The state thread acks on the sender.
+    Shutdown(Sender<()>),
+}

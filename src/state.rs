@@ -1,0 +1,384 @@
+//! The state thread: owns the bindings and counters and decides every answer.
+//! Protocol decisions are delegated to the pure `proto` modules; this is the
+//! shell that looks things up, sends frames and keeps score.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select_biased, Receiver};
+use log::{debug, info, warn};
+
+use crate::binding::Binding;
+use crate::event::{BindingRead, Control, Packet, QueueKind};
+use crate::link::{FrameSender, Link};
+use crate::nfqueue::QueueStats;
+use crate::proto::{dhcp4, Refusal};
+
+/// Warnings of one kind are logged at most this often; the rest are counted.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Packets handed over, by queue kind.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Answers sent, by message type.
+    pub answers: BTreeMap<&'static str, u64>,
+    /// Packets from known interfaces left unanswered, by reason.
+    pub refusals: BTreeMap<&'static str, u64>,
+    /// Packets from interfaces without a binding, passed on to the kernel.
+    pub accepted_unknown: u64,
+    pub releases: u64,
+    pub declines: u64,
+    pub send_errors: u64,
+    pub binding_errors: u64,
+}
+
+fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
+    *map.entry(key).or_insert(0) += 1;
+}
+
+/// Rate limit for warnings an attacker could otherwise turn into a log flood.
+#[derive(Default)]
+struct WarnLimiter {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl WarnLimiter {
+    /// Some(n suppressed since the last one) when a warning of `kind` may be logged now.
+    fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
+        match self.last.get_mut(kind) {
+            Some((t, n)) if now.duration_since(*t) < WARN_INTERVAL => {
+                *n += 1;
+                None
+            }
+            Some((t, n)) => {
+                let s = *n;
+                *t = now;
+                *n = 0;
+                Some(s)
+            }
+            None => {
+                self.last.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+fn suppressed(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} similar suppressed)")
+    }
+}
+
+pub struct State {
+    datapath: PathBuf,
+    bindings: HashMap<String, Binding>,
+    /// Binding files that failed to parse, with the reason (for SIGUSR1).
+    bad_files: BTreeMap<String, String>,
+    dhcp4: dhcp4::Params,
+    link: Link,
+    sender: FrameSender,
+    stats: Stats,
+    queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
+    warn: WarnLimiter,
+}
+
+impl State {
+    pub fn new(
+        datapath: PathBuf,
+        dhcp4: dhcp4::Params,
+        sender: FrameSender,
+        queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
+    ) -> std::io::Result<State> {
+        Ok(State {
+            datapath,
+            bindings: HashMap::new(),
+            bad_files: BTreeMap::new(),
+            dhcp4,
+            link: Link::new()?,
+            sender,
+            stats: Stats::default(),
+            queues,
+            warn: WarnLimiter::default(),
+        })
+    }
+
+    pub fn bindings(&self) -> &HashMap<String, Binding> {
+        &self.bindings
+    }
+
+    /// Runs until `Shutdown`. Control events always go first: a binding change
+    /// must never wait behind a flood of packets.
+    pub fn run(mut self, ctrl: Receiver<Control>, packets: Receiver<Packet>) {
+        loop {
+            select_biased! {
+                recv(ctrl) -> c => match c {
+                    Ok(Control::Shutdown(ack)) => {
+                        info!("stopping");
+                        let _ = ack.send(());
+                        return;
+                    }
+                    Ok(c) => self.on_control(c),
+                    Err(_) => return,
+                },
+                recv(packets) -> p => match p {
+                    Ok(p) => self.on_packet(p),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    pub fn on_control(&mut self, c: Control) {
+        match c {
+            Control::Binding { name, read } => self.apply(name, read, true),
+            Control::Rescan(all) => self.rescan(all),
+            Control::Dump => self.dump(),
+            Control::Shutdown(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn apply(&mut self, name: String, read: Option<BindingRead>, verbose: bool) {
+        match read {
+            None => {
+                self.bad_files.remove(&name);
+                if self.bindings.remove(&name).is_some() {
+                    info!("binding {name} removed");
+                }
+            }
+            Some(Ok(b)) => {
+                self.bad_files.remove(&name);
+                let line = describe(&b);
+                let old = self.bindings.insert(name.clone(), b);
+                if verbose {
+                    let what = if old.is_some() { "updated" } else { "added" };
+                    info!("binding {name} {what}: {line}");
+                } else {
+                    debug!("binding {name}: {line}");
+                }
+            }
+            Some(Err(e)) => {
+                self.stats.binding_errors += 1;
+                let keep = if self.bindings.contains_key(&name) {
+                    "; the previous binding stays in force"
+                } else {
+                    ""
+                };
+                warn!(
+                    "binding file {}: {e}; ignored{keep}",
+                    self.datapath.join(&name).display()
+                );
+                self.bad_files.insert(name, e.to_string());
+            }
+        }
+    }
+
+    fn rescan(&mut self, all: Vec<(String, BindingRead)>) {
+        let present: std::collections::HashSet<&str> =
+            all.iter().map(|(n, _)| n.as_str()).collect();
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|n| !present.contains(n.as_str()))
+            .cloned()
+            .collect();
+        self.bad_files.retain(|n, _| present.contains(n.as_str()));
+        for name in gone {
+            self.apply(name, None, true);
+        }
+        for (name, read) in all {
+            self.apply(name, Some(read), false);
+        }
+        info!(
+            "{} bindings in force, {} binding files ignored",
+            self.bindings.len(),
+            self.bad_files.len()
+        );
+    }
+
+    pub fn on_packet(&mut self, mut p: Packet) {
+        bump(&mut self.stats.requests, p.kind.name());
+        let Some(b) = p.ifname.and_then(|n| self.bindings.get(n.as_str())) else {
+            // Not ours: the kernel carries on with it.
+            self.stats.accepted_unknown += 1;
+            p.msg.set_verdict(nfq::Verdict::Accept);
+            let _ = p.verdict_tx.try_send(p.msg);
+            return;
+        };
+        let frame = match p.kind {
+            QueueKind::Dhcp4 => {
+                let outcome = match self.link.mac_of(&b.indev) {
+                    Some(server_mac) => dhcp4::answer(
+                        p.msg.get_payload(),
+                        p.src_mac,
+                        b,
+                        server_mac,
+                        &self.dhcp4,
+                    ),
+                    None => {
+                        debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
+                        dhcp4::Outcome::Refused(Refusal::Unconfigured)
+                    }
+                };
+                dhcp4_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
+            }
+            QueueKind::RouterSolicit | QueueKind::NeighborSolicit | QueueKind::Dhcp6 => None,
+        };
+        // Known interface: the request ends here, answered or not.
+        p.msg.set_verdict(nfq::Verdict::Drop);
+        let _ = p.verdict_tx.try_send(p.msg);
+        if let Some((kind, frame)) = frame {
+            match self.sender.send(p.ifindex, &frame) {
+                Ok(()) => bump(&mut self.stats.answers, kind),
+                Err(e) => {
+                    self.stats.send_errors += 1;
+                    if let Some(n) = self.warn.allow("send", Instant::now()) {
+                        warn!(
+                            "cannot send {kind} on ifindex {}: {e}{}",
+                            p.ifindex,
+                            suppressed(n)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn dump(&self) {
+        info!("--- {} bindings ---", self.bindings.len());
+        let mut names: Vec<&String> = self.bindings.keys().collect();
+        names.sort();
+        for n in names {
+            if let Some(b) = self.bindings.get(n) {
+                info!("binding {n}: {}", describe(b));
+            }
+        }
+        for (n, e) in &self.bad_files {
+            info!("ignored binding file {n}: {e}");
+        }
+        info!("--- counters ---");
+        for (q, kind, s) in &self.queues {
+            info!(
+                "queue {q} ({}): received {} channel_drops {} verdict_timeouts {}",
+                kind.name(),
+                s.received.load(Ordering::Relaxed),
+                s.channel_drops.load(Ordering::Relaxed),
+                s.verdict_timeouts.load(Ordering::Relaxed)
+            );
+        }
+        info!("requests: {}", fmt_map(&self.stats.requests));
+        info!("answers: {}", fmt_map(&self.stats.answers));
+        info!("refusals: {}", fmt_map(&self.stats.refusals));
+        info!(
+            "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {}",
+            self.stats.accepted_unknown,
+            self.stats.releases,
+            self.stats.declines,
+            self.stats.send_errors,
+            self.stats.binding_errors
+        );
+    }
+}
+
+fn fmt_map(m: &BTreeMap<&'static str, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe(b: &Binding) -> String {
+    let mut s = format!("mac {} host {}", b.mac, b.hostname);
+    if let Some(ip) = b.ip {
+        s += &format!(" ip {ip}");
+    }
+    if let Some(n) = b.subnet {
+        s += &format!(" subnet {n}");
+    }
+    if let Some(g) = b.gateway {
+        s += &format!(" gw {g}");
+    }
+    if let Some(n) = b.subnet6 {
+        s += &format!(" subnet6 {n}");
+    }
+    if b.indev != b.name {
+        s += &format!(" indev {}", b.indev);
+    }
+    if b.private {
+        s += " private";
+    }
+    if b.macspoof {
+        s += " macspoof";
+    }
+    if let Some(m) = b.mtu {
+        s += &format!(" mtu {m}");
+    }
+    s
+}
+
+/// Logs and counts a DHCPv4 outcome; returns the frame to send, if any.
+fn dhcp4_outcome(
+    stats: &mut Stats,
+    warn: &mut WarnLimiter,
+    b: &Binding,
+    src_mac: Option<crate::mac::MacAddr>,
+    outcome: dhcp4::Outcome,
+) -> Option<(&'static str, Vec<u8>)> {
+    match outcome {
+        dhcp4::Outcome::Reply(r) => {
+            info!(
+                "{} {} {} -> {} {}",
+                b.name,
+                r.client_mac,
+                r.request.name(),
+                r.kind.name(),
+                r.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+            );
+            Some((r.kind.name(), r.frame))
+        }
+        dhcp4::Outcome::Released { client_mac, addr } => {
+            stats.releases += 1;
+            info!("{} {client_mac} DHCPRELEASE {addr}", b.name);
+            None
+        }
+        dhcp4::Outcome::Declined { client_mac, addr } => {
+            stats.declines += 1;
+            if let Some(n) = warn.allow("decline", Instant::now()) {
+                warn!(
+                    "{} {client_mac} DHCPDECLINE {addr}: the guest reports the address in use{}",
+                    b.name,
+                    suppressed(n)
+                );
+            }
+            None
+        }
+        dhcp4::Outcome::Refused(r) => {
+            bump(&mut stats.refusals, r.name());
+            if r == Refusal::SpoofedMac {
+                if let Some(n) = warn.allow("spoof", Instant::now()) {
+                    warn!(
+                        "{}: DHCP request from {} refused: source MAC is not the binding's {} (spoofing?){}",
+                        b.name,
+                        src_mac.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
+                        b.mac,
+                        suppressed(n)
+                    );
+                }
+            } else {
+                debug!("{}: DHCP request refused: {}", b.name, r.name());
+            }
+            None
+        }
+    }
+}
