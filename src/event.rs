@@ -45,7 +45,10 @@ pub type BindingRead = Result<Binding, BindingError>;
 /// Low-volume events that must never be dropped.
 pub enum Control {
     /// File `name` appeared or changed (Some) or went away (None).
-    Binding { name: String, read: Option<BindingRead> },
+    Binding {
+        name: String,
+        read: Option<BindingRead>,
+    },
     /// The whole directory as it is now (start-up, overflow, directory re-created).
     Rescan(Vec<(String, BindingRead)>),
     /// Log the tables and counters (SIGUSR1).

@@ -3,12 +3,12 @@
 
 pub mod binding;
 pub mod config;
-pub mod mac;
-pub mod proto;
+pub mod daemon;
 pub mod event;
 pub mod link;
 pub mod logging;
+pub mod mac;
 pub mod nfqueue;
+pub mod proto;
 pub mod state;
 pub mod watch;
-pub mod daemon;

@@ -41,7 +41,10 @@ fn connect_syslog() -> Option<Syslog> {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ`, without a date crate.
 pub fn utc_timestamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86400) as i64, secs % 86400);
     // Civil-from-days (proleptic Gregorian), after H. Hinnant.
     let z = days + 719_468;

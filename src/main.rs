@@ -11,12 +11,12 @@ use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
 use nfdhcpd::config::{self, Config};
+use nfdhcpd::daemon::{self, PidFile};
 use nfdhcpd::event::{Control, QueueKind};
 use nfdhcpd::link::FrameSender;
 use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
 use nfdhcpd::proto::dhcp4;
 use nfdhcpd::state::State;
-use nfdhcpd::daemon::{self, PidFile};
 use nfdhcpd::{logging, watch};
 
 /// Packets waiting for the state thread; beyond this they are dropped and counted.
@@ -102,7 +102,10 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             Some((u.clone(), user.uid.as_raw(), user.gid.as_raw()))
         }
         (Some(u), false) => {
-            warn!("not started as root: staying uid {} instead of switching to {u:?}", nix::unistd::Uid::effective());
+            warn!(
+                "not started as root: staying uid {} instead of switching to {u:?}",
+                nix::unistd::Uid::effective()
+            );
             None
         }
         (None, _) => None,
@@ -121,8 +124,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         bound.push(q);
     }
     let datapath = cfg.general.datapath.clone();
-    let watcher = watch::Watcher::new(&datapath)
-        .map_err(|e| format!("cannot start inotify: {e}"))?;
+    let watcher =
+        watch::Watcher::new(&datapath).map_err(|e| format!("cannot start inotify: {e}"))?;
 
     if !cli.foreground {
         daemon::detach().map_err(|e| e.to_string())?;
@@ -138,8 +141,6 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     let (pkt_tx, pkt_rx) = bounded(PACKET_CHANNEL);
 
     let initial = watch::scan(&datapath).unwrap_or_default();
-    let nbindings = initial.len();
-    let _ = ctrl_tx.send(Control::Rescan(initial));
 
     let params = dhcp4::Params {
         lease_lifetime: cfg.dhcp.lease_lifetime,
@@ -156,8 +157,11 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         queue_stats.push((q.num, q.kind, st.clone()));
         queues.push((q, st));
     }
-    let state = State::new(datapath.clone(), params, sender, queue_stats)
+    let mut state = State::new(datapath.clone(), params, sender, queue_stats)
         .map_err(|e| format!("cannot start: {e}"))?;
+    // Loaded before the first packet is read, so "ready" means answering.
+    state.on_control(Control::Rescan(initial));
+    let nbindings = state.bindings().len();
     let state_thread = std::thread::Builder::new()
         .name("state".into())
         .spawn(move || state.run(ctrl_rx, pkt_rx))
@@ -166,7 +170,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     let mut qnames = Vec::new();
     for (q, st) in queues {
         qnames.push(format!("{} ({})", q.num, q.kind.name()));
-        nfqueue::spawn(q, pkt_tx.clone(), st).map_err(|e| format!("cannot start queue thread: {e}"))?;
+        nfqueue::spawn(q, pkt_tx.clone(), st)
+            .map_err(|e| format!("cannot start queue thread: {e}"))?;
     }
     drop(pkt_tx);
     watcher
@@ -174,7 +179,7 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         .map_err(|e| format!("cannot start inotify thread: {e}"))?;
 
     info!(
-        "ready: queues [{}], {} binding files in {}",
+        "ready: queues [{}], {} bindings from {}",
         qnames.join(", "),
         nbindings,
         datapath.display()
@@ -196,7 +201,10 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
                 return Ok(());
             }
             Signal::SIGHUP => {
-                info!("SIGHUP: reopening logs and rescanning {}", datapath.display());
+                info!(
+                    "SIGHUP: reopening logs and rescanning {}",
+                    datapath.display()
+                );
                 logger.reopen();
                 let all = watch::scan(&datapath).unwrap_or_default();
                 let _ = ctrl_tx.send(Control::Rescan(all));

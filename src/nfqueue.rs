@@ -92,16 +92,14 @@ fn run(bq: BoundQueue, tx: Sender<Packet>, stats: &QueueStats) -> io::Result<()>
                 Err(_) => break,
             }
         }
-        stats.received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
 
         let mut pending = 0usize;
         for mut msg in batch.drain(..) {
             let physin = msg.get_physindev();
-            let ifindex = if physin != 0 {
-                physin
-            } else {
-                msg.get_indev()
-            };
+            let ifindex = if physin != 0 { physin } else { msg.get_indev() };
             let src_mac = msg.get_hw_addr().and_then(MacAddr::from_slice);
             let p = Packet {
                 kind,

@@ -216,13 +216,9 @@ impl State {
         let frame = match p.kind {
             QueueKind::Dhcp4 => {
                 let outcome = match self.link.mac_of(&b.indev) {
-                    Some(server_mac) => dhcp4::answer(
-                        p.msg.get_payload(),
-                        p.src_mac,
-                        b,
-                        server_mac,
-                        &self.dhcp4,
-                    ),
+                    Some(server_mac) => {
+                        dhcp4::answer(p.msg.get_payload(), p.src_mac, b, server_mac, &self.dhcp4)
+                    }
                     None => {
                         debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
                         dhcp4::Outcome::Refused(Refusal::Unconfigured)

@@ -58,7 +58,10 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(String, BindingRead)>> {
             continue;
         }
         if out.len() >= MAX_FILES {
-            warn!("{}: more than {MAX_FILES} files, the rest are ignored", dir.display());
+            warn!(
+                "{}: more than {MAX_FILES} files, the rest are ignored",
+                dir.display()
+            );
             break;
         }
         if let Some(read) = read_file(dir, &name) {
@@ -137,7 +140,10 @@ impl Watcher {
                     rescan = true;
                     continue;
                 }
-                if ev.mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED) {
+                if ev
+                    .mask
+                    .intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED)
+                {
                     if ev.mask.contains(EventMask::MOVE_SELF) {
                         // The watch follows the moved directory; drop it.
                         let _ = self.inotify.watches().remove(ev.wd.clone());
@@ -154,7 +160,9 @@ impl Watcher {
                 if binding::is_ignored_name(name) {
                     continue;
                 }
-                let removed = ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM);
+                let removed = ev
+                    .mask
+                    .intersects(EventMask::DELETE | EventMask::MOVED_FROM);
                 if !removed && ev.mask == EventMask::CREATE {
                     // A new empty file is being written: CLOSE_WRITE follows. A hard
                     // link arrives complete with nothing but this CREATE.
@@ -180,7 +188,10 @@ impl Watcher {
                 continue;
             }
             if rescan {
-                info!("inotify queue overflowed: rescanning {}", self.dir.display());
+                info!(
+                    "inotify queue overflowed: rescanning {}",
+                    self.dir.display()
+                );
                 if !self.rescan(&tx) {
                     return;
                 }
@@ -192,7 +203,10 @@ impl Watcher {
                 } else {
                     read_file(&self.dir, &name)
                 };
-                debug!("binding file {name}: {}", if read.is_some() { "changed" } else { "removed" });
+                debug!(
+                    "binding file {name}: {}",
+                    if read.is_some() { "changed" } else { "removed" }
+                );
                 if tx.send(Control::Binding { name, read }).is_err() {
                     return;
                 }
