@@ -12,3 +12,4 @@ pub mod nfqueue;
 pub mod proto;
 pub mod state;
 pub mod watch;
+pub mod backend;

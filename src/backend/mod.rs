@@ -1,0 +1,195 @@
+//! Lease stores for relay mode. The state thread hands a [`Job`] to the worker
+//! pool; a worker runs it against a [`Backend`] (blocking HTTP) and sends the
+//! [`JobResult`] back. Ownership decisions are made by the pure
+//! [`pool`] functions from what the backend read, never from a cache.
+
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+use ipnet::Ipv4Net;
+
+use crate::mac::MacAddr;
+
+pub mod pool;
+
+/// How long an OFFER holds an address before it may go to someone else.
+pub const OFFER_HOLD_SECS: u64 = 10;
+/// How long a DECLINEd address is kept out of the pool.
+pub const DECLINE_HOLD_SECS: u64 = 3600;
+
+/// What the client is, as far as PXE is concerned (options 93, 77, 60).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BootClient {
+    /// No boot options asked for (no 66/67 in the parameter request list).
+    #[default]
+    None,
+    /// Legacy BIOS PXE (arch 0).
+    Bios,
+    /// UEFI PXE over TFTP (arch 6, 7, 9).
+    Uefi,
+    /// UEFI HTTP boot (arch 16, vendor class "HTTPClient").
+    UefiHttp,
+    /// Already running iPXE (user class "iPXE"): give it the script, not the loader again.
+    Ipxe,
+}
+
+/// What a job needs to know about the client and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub mac: MacAddr,
+    /// Option 12, if sent (sanitised).
+    pub hostname: Option<String>,
+    /// The address that picks the subnet: link selection, giaddr, requested
+    /// address / ciaddr, or the receiving interface's address.
+    pub origin: Ipv4Addr,
+    pub boot: BootClient,
+}
+
+/// What the daemon remembers of a lease it handed out, so that a renewal costs
+/// one call. It is a hint: the backend still checks ownership with its write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub addr: Ipv4Addr,
+    pub kind: LeaseKind,
+    /// Backend id of the record (dynamic leases).
+    pub record: Option<String>,
+    pub lease: Lease,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobKind {
+    /// DISCOVER: find or allocate an address and hold it for OFFER_HOLD_SECS.
+    Offer,
+    /// REQUEST for `addr` (SELECTING, INIT-REBOOT, RENEWING, REBINDING): confirm
+    /// it belongs to the client and extend it to `lease_secs`.
+    Confirm { addr: Ipv4Addr, lease_secs: u32 },
+    /// RELEASE of `addr`: expire it now.
+    Release { addr: Ipv4Addr },
+    /// DECLINE of `addr`: keep it out of the pool for a while.
+    Decline { addr: Ipv4Addr },
+    /// INFORM from `addr`: network parameters only.
+    Inform { addr: Ipv4Addr },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Matches the result to the pending request.
+    pub id: u64,
+    pub kind: JobKind,
+    pub client: Client,
+    pub known: Option<Known>,
+    /// Wall-clock time the job was made; expiries are computed from it.
+    pub now: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// Assigned to the client's device interface in the IPAM: never modified.
+    Static,
+    /// Another type of address whose pydhcp_mac is the client's: never modified.
+    Permanent,
+    /// A `dhcp` address the daemon owns: created, renewed, reused.
+    Dynamic,
+}
+
+/// PXE answer: next-server (siaddr, option 66) and boot file (option 67).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    pub server: Option<Ipv4Addr>,
+    /// Option 66 as text (a host name or address).
+    pub server_name: Option<String>,
+    pub file: String,
+}
+
+/// Everything an OFFER/ACK needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub addr: Ipv4Addr,
+    pub network: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    /// From the device's config context; empty = use `[relay] nameservers`.
+    pub dns: Vec<Ipv4Addr>,
+    pub boot: Option<Boot>,
+    pub kind: LeaseKind,
+    pub record: Option<String>,
+    /// Lease time to hand out, seconds.
+    pub lease_secs: u32,
+}
+
+/// Why there is no lease. `NotYours` is the one that may become a NAK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoLease {
+    /// No served prefix (role in prefix_roles) contains the origin.
+    NoPrefix,
+    /// The MAC is on no device and unknown devices are not allowed.
+    UnknownDevice,
+    /// Every address of the pool is taken and none has expired.
+    PoolExhausted,
+    /// The requested address is not (or no longer) the client's.
+    NotYours,
+}
+
+impl NoLease {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NoLease::NoPrefix => "no_prefix",
+            NoLease::UnknownDevice => "unknown_device",
+            NoLease::PoolExhausted => "pool_exhausted",
+            NoLease::NotYours => "not_yours",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Lease(Lease),
+    NoLease(NoLease),
+    /// RELEASE/DECLINE recorded.
+    Done,
+}
+
+/// A failure to reach or understand the backend. Never turned into a NAK.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("timed out")]
+    Timeout,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("authentication refused (HTTP {0}); check the token")]
+    Auth(u16),
+    #[error("unexpected answer: {0}")]
+    BadAnswer(String),
+}
+
+impl BackendError {
+    /// Stable name for counters and rate-limited logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendError::Timeout => "timeout",
+            BackendError::Connect(_) => "connect",
+            BackendError::Http { .. } => "http",
+            BackendError::Auth(_) => "auth",
+            BackendError::BadAnswer(_) => "bad_answer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResult {
+    pub id: u64,
+    pub outcome: Result<Outcome, BackendError>,
+    /// API calls this job made.
+    pub calls: u32,
+}
+
+/// A lease store. Implementations block (HTTP) and run on worker threads.
+pub trait Backend: Send + Sync {
+    /// Start-up work, e.g. creating missing custom fields. Called once before
+    /// any job; an error here is logged and retried by the first job.
+    fn prepare(&self) -> Result<u32, BackendError>;
+
+    /// Runs one job; returns the outcome and the number of API calls made.
+    fn run(&self, job: &Job) -> (Result<Outcome, BackendError>, u32);
+}
