@@ -184,12 +184,22 @@ pub struct JobResult {
     pub calls: u32,
 }
 
-/// A lease store. Implementations block (HTTP) and run on worker threads.
+/// A lease store. Shared by the worker threads; each worker opens its own
+/// [`Session`] (its own HTTP agent and connections).
 pub trait Backend: Send + Sync {
-    /// Start-up work, e.g. creating missing custom fields. Called once before
-    /// any job; an error here is logged and retried by the first job.
+    /// Start-up work, e.g. creating missing custom fields; returns the API
+    /// calls made. A failure is logged; the first job tries again.
     fn prepare(&self) -> Result<u32, BackendError>;
 
+    /// A session for one worker thread.
+    fn session(&self) -> Box<dyn Session>;
+
+    /// Short name for logs ("nautobot", "netbox").
+    fn name(&self) -> &'static str;
+}
+
+/// One worker's connection to the backend. Blocks.
+pub trait Session: Send {
     /// Runs one job; returns the outcome and the number of API calls made.
-    fn run(&self, job: &Job) -> (Result<Outcome, BackendError>, u32);
+    fn run(&mut self, job: &Job) -> (Result<Outcome, BackendError>, u32);
 }

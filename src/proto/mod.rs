@@ -2,7 +2,10 @@
 //! files or clocks in here.
 
 pub mod dhcp4;
+pub mod dhcp6;
 pub mod frame;
+pub mod frame6;
+pub mod ndp;
 
 /// Why a packet got no answer. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,15 +20,19 @@ pub enum Refusal {
     Unconfigured,
     /// The client addressed another server (SELECTING with a foreign server id).
     OtherServer,
+    /// An NS this host must not answer: a duplicate address detection probe,
+    /// the guest's own address, or an address not routed via the host.
+    NotOurAddress,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::Malformed,
         Refusal::NotARequest,
         Refusal::SpoofedMac,
         Refusal::Unconfigured,
         Refusal::OtherServer,
+        Refusal::NotOurAddress,
     ];
 
     /// Stable name, used in logs and metrics.
@@ -36,6 +43,7 @@ impl Refusal {
             Refusal::SpoofedMac => "spoofed_mac",
             Refusal::Unconfigured => "unconfigured",
             Refusal::OtherServer => "other_server",
+            Refusal::NotOurAddress => "not_our_address",
         }
     }
 }
