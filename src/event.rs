@@ -53,6 +53,8 @@ pub enum Control {
     Rescan(Vec<(String, BindingRead)>),
     /// Log the tables and counters (SIGUSR1).
     Dump,
+    /// A backend job finished.
+    Backend(Box<crate::backend::JobResult>),
     /// Withdraw, then stop (SIGTERM/SIGINT). The state thread acks on the sender.
     Shutdown(Sender<()>),
 }

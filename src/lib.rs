@@ -13,3 +13,4 @@ pub mod proto;
 pub mod state;
 pub mod watch;
 pub mod backend;
+pub mod relay;

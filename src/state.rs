@@ -140,6 +140,7 @@ impl State {
             Control::Binding { name, read } => self.apply(name, read, true),
             Control::Rescan(all) => self.rescan(all),
             Control::Dump => self.dump(),
+            Control::Backend(_) => {}
             Control::Shutdown(ack) => {
                 let _ = ack.send(());
             }

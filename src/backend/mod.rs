@@ -11,6 +11,7 @@ use ipnet::Ipv4Net;
 use crate::mac::MacAddr;
 
 pub mod pool;
+pub mod workers;
 
 /// How long an OFFER holds an address before it may go to someone else.
 pub const OFFER_HOLD_SECS: u64 = 10;
