@@ -10,13 +10,14 @@ use crossbeam_channel::bounded;
 use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
+use nfdhcpd::config::Ipv6Mode;
 use nfdhcpd::config::{self, Config};
 use nfdhcpd::daemon::{self, PidFile};
 use nfdhcpd::event::{Control, QueueKind};
 use nfdhcpd::link::FrameSender;
 use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
-use nfdhcpd::proto::dhcp4;
-use nfdhcpd::state::State;
+use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
+use nfdhcpd::state::{Settings, State};
 use nfdhcpd::{logging, watch};
 
 /// Packets waiting for the state thread; beyond this they are dropped and counted.
@@ -80,6 +81,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the VM-host answers need from the configuration.
+fn vm_host_settings(cfg: &Config) -> Settings {
+    let v6 = &cfg.ipv6;
+    // Validated at load time; slaac is the fallback that needs least.
+    let mode = v6.effective_mode().unwrap_or(Ipv6Mode::Slaac);
+    let dhcpv6 = matches!(mode, Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6);
+    let stateful = mode == Ipv6Mode::Dhcpv6;
+    let ndp = v6.enable_ipv6.then(|| ndp::Params {
+        router_lifetime: v6.router_lifetime,
+        prefix_valid_lifetime: v6.prefix_valid_lifetime,
+        prefix_preferred_lifetime: v6.prefix_preferred_lifetime,
+        dns_lifetime: v6.dns_lifetime,
+        nameservers: v6.nameservers.clone(),
+        domains: v6.domains.clone(),
+        other_config: dhcpv6,
+        managed: stateful,
+    });
+    let dhcp6 = (v6.enable_ipv6 && dhcpv6).then(|| dhcp6::Params {
+        stateful,
+        nameservers: v6.nameservers.clone(),
+        domains: v6.domains.clone(),
+        // RFC 8415 21.4 recommends T1 = 0.5 and T2 = 0.8 of the preferred lifetime.
+        t1: v6.prefix_preferred_lifetime / 2,
+        t2: v6.prefix_preferred_lifetime / 5 * 4,
+        preferred_lifetime: v6.prefix_preferred_lifetime,
+        valid_lifetime: v6.prefix_valid_lifetime,
+    });
+    Settings {
+        datapath: cfg.general.datapath.clone(),
+        dhcp4: dhcp4::Params {
+            lease_lifetime: cfg.dhcp.lease_lifetime,
+            lease_renewal: cfg.dhcp.lease_renewal,
+            server_ip: cfg.dhcp.server_ip,
+            server_on_link: cfg.dhcp.server_on_link,
+            nameservers: cfg.dhcp.nameservers.clone(),
+            domain: cfg.dhcp.domain.clone(),
+        },
+        ndp,
+        dhcp6,
+        ra_period: Duration::from_secs(u64::from(v6.ra_period.max(1))),
+    }
+}
+
 fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), String> {
     // Signals are taken synchronously by this thread; every other thread inherits the mask.
     let mut sigs = SigSet::empty();
@@ -113,10 +157,20 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
 
     // Everything that needs privileges is opened first.
     let sender = FrameSender::open().map_err(|e| format!("cannot open AF_PACKET socket: {e}"))?;
-    let mut wanted: Vec<(u16, QueueKind)> = Vec::new();
-    if cfg.dhcp.enable_dhcp {
-        wanted.push((cfg.dhcp.dhcp_queue, QueueKind::Dhcp4));
-    }
+    let wanted: Vec<(u16, QueueKind)> = cfg
+        .queues()
+        .into_iter()
+        .filter_map(|(key, num)| {
+            let kind = match key {
+                "dhcp_queue" => QueueKind::Dhcp4,
+                "rs_queue" => QueueKind::RouterSolicit,
+                "ns_queue" => QueueKind::NeighborSolicit,
+                "dhcpv6_queue" => QueueKind::Dhcp6,
+                _ => return None,
+            };
+            Some((num, kind))
+        })
+        .collect();
     let mut bound = Vec::new();
     for (num, kind) in wanted {
         let q = BoundQueue::bind(num, kind)
@@ -142,14 +196,7 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
 
     let initial = watch::scan(&datapath).unwrap_or_default();
 
-    let params = dhcp4::Params {
-        lease_lifetime: cfg.dhcp.lease_lifetime,
-        lease_renewal: cfg.dhcp.lease_renewal,
-        server_ip: cfg.dhcp.server_ip,
-        server_on_link: cfg.dhcp.server_on_link,
-        nameservers: cfg.dhcp.nameservers.clone(),
-        domain: cfg.dhcp.domain.clone(),
-    };
+    let settings = vm_host_settings(cfg);
     let mut queue_stats = Vec::new();
     let mut queues = Vec::new();
     for q in bound {
@@ -157,8 +204,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         queue_stats.push((q.num, q.kind, st.clone()));
         queues.push((q, st));
     }
-    let mut state = State::new(datapath.clone(), params, sender, queue_stats)
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut state =
+        State::new(settings, sender, queue_stats).map_err(|e| format!("cannot start: {e}"))?;
     // Loaded before the first packet is read, so "ready" means answering.
     state.on_control(Control::Rescan(initial));
     let nbindings = state.bindings().len();

@@ -94,10 +94,9 @@ impl RelaySender {
             Ok(_) => Ok(()),
             // The source may not be local (server_ident on another host): let
             // the kernel pick it.
-            Err(nix::errno::Errno::EINVAL) if ifindex.is_none() => self
-                .sock
-                .send_to(payload, dest)
-                .map(|_| ()),
+            Err(nix::errno::Errno::EINVAL) if ifindex.is_none() => {
+                self.sock.send_to(payload, dest).map(|_| ())
+            }
             Err(e) => Err(io::Error::from(e)),
         }
     }

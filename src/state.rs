@@ -14,8 +14,9 @@ use log::{debug, info, warn};
 use crate::binding::Binding;
 use crate::event::{BindingRead, Control, Packet, QueueKind};
 use crate::link::{FrameSender, Link};
+use crate::mac::MacAddr;
 use crate::nfqueue::QueueStats;
-use crate::proto::{dhcp4, Refusal};
+use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
 
 /// Warnings of one kind are logged at most this often; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,12 +77,26 @@ fn suppressed(n: u64) -> String {
     }
 }
 
+/// What the VM-host answers depend on, from the configuration.
+pub struct Settings {
+    pub datapath: PathBuf,
+    pub dhcp4: dhcp4::Params,
+    /// Router Advertisements and Neighbor Advertisements; None without IPv6.
+    pub ndp: Option<ndp::Params>,
+    /// None unless DHCPv6 is served.
+    pub dhcp6: Option<dhcp6::Params>,
+    pub ra_period: Duration,
+}
+
 pub struct State {
     datapath: PathBuf,
     bindings: HashMap<String, Binding>,
     /// Binding files that failed to parse, with the reason (for SIGUSR1).
     bad_files: BTreeMap<String, String>,
     dhcp4: dhcp4::Params,
+    ndp: Option<ndp::Params>,
+    dhcp6: Option<dhcp6::Params>,
+    ra_period: Duration,
     link: Link,
     sender: FrameSender,
     stats: Stats,
@@ -91,16 +106,18 @@ pub struct State {
 
 impl State {
     pub fn new(
-        datapath: PathBuf,
-        dhcp4: dhcp4::Params,
+        settings: Settings,
         sender: FrameSender,
         queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
     ) -> std::io::Result<State> {
         Ok(State {
-            datapath,
+            datapath: settings.datapath,
             bindings: HashMap::new(),
             bad_files: BTreeMap::new(),
-            dhcp4,
+            dhcp4: settings.dhcp4,
+            ndp: settings.ndp,
+            dhcp6: settings.dhcp6,
+            ra_period: settings.ra_period,
             link: Link::new()?,
             sender,
             stats: Stats::default(),
@@ -116,11 +133,18 @@ impl State {
     /// Runs until `Shutdown`. Control events always go first: a binding change
     /// must never wait behind a flood of packets.
     pub fn run(mut self, ctrl: Receiver<Control>, packets: Receiver<Packet>) {
+        // Without IPv6 the ticker never fires.
+        let ra_tick = if self.ndp.is_some() {
+            crossbeam_channel::tick(self.ra_period)
+        } else {
+            crossbeam_channel::never()
+        };
         loop {
             select_biased! {
                 recv(ctrl) -> c => match c {
                     Ok(Control::Shutdown(ack)) => {
                         info!("stopping");
+                        self.withdraw_all();
                         let _ = ack.send(());
                         return;
                     }
@@ -131,6 +155,85 @@ impl State {
                     Ok(p) => self.on_packet(p),
                     Err(_) => return,
                 },
+                recv(ra_tick) -> _ => self.periodic_ras(),
+            }
+        }
+    }
+
+    /// Unsolicited RA to every binding with SUBNET6 whose interface exists
+    /// now (a re-created tap is picked up by name).
+    fn periodic_ras(&mut self) {
+        let mut names: Vec<String> = self
+            .bindings
+            .values()
+            .filter(|b| b.subnet6.is_some())
+            .map(|b| b.name.clone())
+            .collect();
+        names.sort();
+        let mut sent = 0;
+        for n in names {
+            if self.send_ra(&n, false) {
+                sent += 1;
+            }
+        }
+        debug!("periodic RAs sent: {sent}");
+    }
+
+    /// Sends an unsolicited RA (or a withdrawing one) for binding `name`.
+    fn send_ra(&mut self, name: &str, withdraw: bool) -> bool {
+        let Some(b) = self.bindings.get(name) else {
+            return false;
+        };
+        self.ra_for(b.clone(), withdraw)
+    }
+
+    fn ra_for(&mut self, b: Binding, withdraw: bool) -> bool {
+        let Some(params) = &self.ndp else {
+            return false;
+        };
+        if b.subnet6.is_none() {
+            return false;
+        }
+        let (Some(ifindex), Some(mac)) = (self.link.index_of(&b.name), self.link.mac_of(&b.indev))
+        else {
+            return false;
+        };
+        let Some(frame) = ndp::periodic_ra(&b, mac, params, withdraw) else {
+            return false;
+        };
+        let kind = if withdraw { "RA(withdraw)" } else { "RA" };
+        self.send_frame(ifindex, kind, &frame)
+    }
+
+    /// The final RA with router lifetime 0 for every binding.
+    fn withdraw_all(&mut self) {
+        let all: Vec<Binding> = self.bindings.values().cloned().collect();
+        let mut n = 0;
+        for b in all {
+            if self.ra_for(b, true) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            info!("withdrew router advertisements on {n} interfaces");
+        }
+    }
+
+    fn send_frame(&mut self, ifindex: u32, kind: &'static str, frame: &[u8]) -> bool {
+        match self.sender.send(ifindex, frame) {
+            Ok(()) => {
+                bump(&mut self.stats.answers, kind);
+                true
+            }
+            Err(e) => {
+                self.stats.send_errors += 1;
+                if let Some(n) = self.warn.allow("send", Instant::now()) {
+                    warn!(
+                        "cannot send {kind} on ifindex {ifindex}: {e}{}",
+                        suppressed(n)
+                    );
+                }
+                false
             }
         }
     }
@@ -151,8 +254,10 @@ impl State {
         match read {
             None => {
                 self.bad_files.remove(&name);
-                if self.bindings.remove(&name).is_some() {
+                if let Some(old) = self.bindings.remove(&name) {
                     info!("binding {name} removed");
+                    // Withdraw the host as the guest's router.
+                    self.ra_for(old, true);
                 }
             }
             Some(Ok(b)) => {
@@ -165,6 +270,8 @@ impl State {
                 } else {
                     debug!("binding {name}: {line}");
                 }
+                // A guest already up learns the new prefix without waiting a period.
+                self.send_ra(&name, false);
             }
             Some(Err(e)) => {
                 self.stats.binding_errors += 1;
@@ -227,25 +334,34 @@ impl State {
                 };
                 dhcp4_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
             }
-            QueueKind::RouterSolicit | QueueKind::NeighborSolicit | QueueKind::Dhcp6 => None,
+            QueueKind::RouterSolicit | QueueKind::NeighborSolicit => {
+                match (&self.ndp, self.link.mac_of(&b.indev)) {
+                    (Some(params), Some(server_mac)) => {
+                        let payload = p.msg.get_payload();
+                        let outcome = if p.kind == QueueKind::RouterSolicit {
+                            ndp::answer_rs(payload, p.src_mac, b, server_mac, params)
+                        } else {
+                            ndp::answer_ns(payload, p.src_mac, b, server_mac)
+                        };
+                        ndp_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
+                    }
+                    _ => None,
+                }
+            }
+            QueueKind::Dhcp6 => match (&self.dhcp6, self.link.mac_of(&b.indev)) {
+                (Some(params), Some(server_mac)) => {
+                    let outcome =
+                        dhcp6::answer(p.msg.get_payload(), p.src_mac, b, server_mac, params);
+                    dhcp6_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
+                }
+                _ => None,
+            },
         };
         // Known interface: the request ends here, answered or not.
         p.msg.set_verdict(nfq::Verdict::Drop);
         let _ = p.verdict_tx.try_send(p.msg);
         if let Some((kind, frame)) = frame {
-            match self.sender.send(p.ifindex, &frame) {
-                Ok(()) => bump(&mut self.stats.answers, kind),
-                Err(e) => {
-                    self.stats.send_errors += 1;
-                    if let Some(n) = self.warn.allow("send", Instant::now()) {
-                        warn!(
-                            "cannot send {kind} on ifindex {}: {e}{}",
-                            p.ifindex,
-                            suppressed(n)
-                        );
-                    }
-                }
-            }
+            self.send_frame(p.ifindex, kind, &frame);
         }
     }
 
@@ -324,12 +440,105 @@ fn describe(b: &Binding) -> String {
     s
 }
 
+/// Counts a refusal; spoofing is worth a (rate-limited) warning.
+fn refused(
+    stats: &mut Stats,
+    warn: &mut WarnLimiter,
+    b: &Binding,
+    what: &str,
+    src_mac: Option<MacAddr>,
+    r: Refusal,
+) {
+    bump(&mut stats.refusals, r.name());
+    if r == Refusal::SpoofedMac {
+        if let Some(n) = warn.allow("spoof", Instant::now()) {
+            warn!(
+                "{}: {what} from {} refused: source MAC is not the binding's {} (spoofing?){}",
+                b.name,
+                src_mac.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
+                b.mac,
+                suppressed(n)
+            );
+        }
+    } else {
+        debug!("{}: {what} refused: {}", b.name, r.name());
+    }
+}
+
+fn ndp_outcome(
+    stats: &mut Stats,
+    warn: &mut WarnLimiter,
+    b: &Binding,
+    src_mac: Option<MacAddr>,
+    outcome: ndp::Outcome,
+) -> Option<(&'static str, Vec<u8>)> {
+    match outcome {
+        ndp::Outcome::Reply(r) => {
+            let target = r.addr.map(|a| format!(" {a}")).unwrap_or_default();
+            info!(
+                "{} {} {} -> {}{target}",
+                b.name,
+                r.client_mac,
+                r.request.name(),
+                r.kind.name()
+            );
+            Some((r.kind.name(), r.frame))
+        }
+        ndp::Outcome::Refused(r) => {
+            refused(stats, warn, b, "neighbour discovery", src_mac, r);
+            None
+        }
+    }
+}
+
+fn dhcp6_outcome(
+    stats: &mut Stats,
+    warn: &mut WarnLimiter,
+    b: &Binding,
+    src_mac: Option<MacAddr>,
+    outcome: dhcp6::Outcome,
+) -> Option<(&'static str, Vec<u8>)> {
+    let r = match outcome {
+        dhcp6::Outcome::Refused(r) => {
+            refused(stats, warn, b, "DHCPv6 request", src_mac, r);
+            return None;
+        }
+        dhcp6::Outcome::Reply(r) => r,
+        dhcp6::Outcome::Released(r) => {
+            stats.releases += 1;
+            r
+        }
+        dhcp6::Outcome::Declined(r) => {
+            stats.declines += 1;
+            if let Some(n) = warn.allow("decline6", Instant::now()) {
+                warn!(
+                    "{} {} DHCPv6 DECLINE {}: the guest reports the address in use{}",
+                    b.name,
+                    r.client_mac,
+                    r.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                    suppressed(n)
+                );
+            }
+            r
+        }
+    };
+    let addr = r.addr.map(|a| format!(" {a}")).unwrap_or_default();
+    info!(
+        "{} {} DHCPv6 {} -> {}{addr}",
+        b.name,
+        r.client_mac,
+        r.request.name(),
+        r.kind.name()
+    );
+    Some((r.kind.name(), r.frame))
+}
+
 /// Logs and counts a DHCPv4 outcome; returns the frame to send, if any.
 fn dhcp4_outcome(
     stats: &mut Stats,
     warn: &mut WarnLimiter,
     b: &Binding,
-    src_mac: Option<crate::mac::MacAddr>,
+    src_mac: Option<MacAddr>,
     outcome: dhcp4::Outcome,
 ) -> Option<(&'static str, Vec<u8>)> {
     match outcome {
@@ -361,20 +570,7 @@ fn dhcp4_outcome(
             None
         }
         dhcp4::Outcome::Refused(r) => {
-            bump(&mut stats.refusals, r.name());
-            if r == Refusal::SpoofedMac {
-                if let Some(n) = warn.allow("spoof", Instant::now()) {
-                    warn!(
-                        "{}: DHCP request from {} refused: source MAC is not the binding's {} (spoofing?){}",
-                        b.name,
-                        src_mac.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
-                        b.mac,
-                        suppressed(n)
-                    );
-                }
-            } else {
-                debug!("{}: DHCP request refused: {}", b.name, r.name());
-            }
+            refused(stats, warn, b, "DHCP request", src_mac, r);
             None
         }
     }

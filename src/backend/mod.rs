@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use crate::mac::MacAddr;
 
+pub mod nautobot;
 pub mod pool;
 pub mod workers;
 

@@ -82,14 +82,11 @@ pub enum Choice {
     Exhausted,
 }
 
-fn own<'a>(records: &'a [Record], mac: MacAddr) -> Option<Choice> {
+fn own(records: &[Record], mac: MacAddr) -> Option<Choice> {
     if let Some(r) = records.iter().find(|r| r.interface_macs.contains(&mac)) {
         return Some(Choice::Static(r.clone()));
     }
-    if let Some(r) = records
-        .iter()
-        .find(|r| !r.dynamic && r.mac == Some(mac))
-    {
+    if let Some(r) = records.iter().find(|r| !r.dynamic && r.mac == Some(mac)) {
         return Some(Choice::Permanent(r.clone()));
     }
     // Several dhcp records of one MAC (a crash between create and renew): the
@@ -235,10 +232,16 @@ mod tests {
     fn first_client_gets_network_plus_reserved_then_next() {
         assert_eq!(choose(&[], &pool(), mac(1), t(0), &[]), Choice::Free(ip(5)));
         let recs = vec![dynrec(5, 1, 100)];
-        assert_eq!(choose(&recs, &pool(), mac(2), t(0), &[]), Choice::Free(ip(6)));
+        assert_eq!(
+            choose(&recs, &pool(), mac(2), t(0), &[]),
+            Choice::Free(ip(6))
+        );
         // Gaps are filled lowest first.
         let recs = vec![dynrec(5, 1, 100), dynrec(7, 3, 100)];
-        assert_eq!(choose(&recs, &pool(), mac(2), t(0), &[]), Choice::Free(ip(6)));
+        assert_eq!(
+            choose(&recs, &pool(), mac(2), t(0), &[]),
+            Choice::Free(ip(6))
+        );
         // A lost race moves on to the next address.
         assert_eq!(
             choose(&recs, &pool(), mac(2), t(0), &[ip(6)]),
@@ -256,12 +259,18 @@ mod tests {
         perm.dynamic = false;
         let dynl = dynrec(70, 1, 100);
         let all = vec![dynl.clone(), perm.clone(), stat.clone()];
-        assert_eq!(choose(&all, &pool(), mac(1), t(0), &[]), Choice::Static(stat));
+        assert_eq!(
+            choose(&all, &pool(), mac(1), t(0), &[]),
+            Choice::Static(stat)
+        );
         let two = vec![dynl.clone(), perm.clone()];
-        assert_eq!(choose(&two, &pool(), mac(1), t(0), &[]), Choice::Permanent(perm));
+        assert_eq!(
+            choose(&two, &pool(), mac(1), t(0), &[]),
+            Choice::Permanent(perm)
+        );
         // Expired but never reused: still the client's.
         assert_eq!(
-            choose(&[dynl.clone()], &pool(), mac(1), t(500), &[]),
+            choose(std::slice::from_ref(&dynl), &pool(), mac(1), t(500), &[]),
             Choice::Own(dynl)
         );
     }

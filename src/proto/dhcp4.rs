@@ -10,28 +10,25 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dhcproto::v4::{
-    self, borrowed, encode_long_opt_bytes, encode_long_opt_chunks, DhcpOption, Flags, HType,
-    MessageType, Opcode, OptionCode,
+    self, borrowed, encode_long_opt_bytes, DhcpOption, Flags, HType, MessageType, Opcode,
+    OptionCode,
 };
 use dhcproto::{Encodable, Encoder};
 use ipnet::Ipv4Net;
 
 use crate::binding::Binding;
 use crate::mac::MacAddr;
+use crate::proto::bootp::{self, put_addrs, ReplyHeader};
 use crate::proto::frame::{self, Udp4Addressing, UDP4_HEADERS_LEN};
 use crate::proto::Refusal;
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 
-/// BOOTP messages are at least 300 bytes (RFC 951's 64-byte vendor area);
-/// some relays and PXE ROMs drop shorter ones, so replies are padded.
-const MIN_MESSAGE_LEN: usize = 300;
 /// Every client accepts a 576-byte IP datagram (RFC 2131 §2); a reply built
 /// here stays below that unless the configuration is unusually large, so a
 /// buffer this size is the only allocation.
 const FRAME_CAPACITY: usize = frame::ETHERNET_HEADER_LEN + 576;
-const ZEROS: [u8; MIN_MESSAGE_LEN] = [0; MIN_MESSAGE_LEN];
 /// Sent in a NAK (option 56) so that the client's log says why.
 const NAK_WRONG_ADDRESS: &str = "requested address is not assigned to this client";
 const NAK_NO_ADDRESS: &str = "no address requested";
@@ -330,10 +327,6 @@ fn domain<'a>(binding: &'a Binding, params: &'a Params) -> Option<&'a str> {
         .filter(|d| !d.is_empty())
 }
 
-fn put_addrs(code: OptionCode, addrs: &[Ipv4Addr], e: &mut Encoder<'_>) -> v4::EncodeResult<()> {
-    encode_long_opt_chunks(code, 4, addrs, |a, e| e.write(a.octets()), e)
-}
-
 fn encode_reply(
     req: &Request<'_>,
     ans: Answer,
@@ -370,10 +363,7 @@ fn encode_reply(
     e.write_slice(&[0; UDP4_HEADERS_LEN]).ok()?;
     write_header(&mut e, req, yiaddr, ciaddr).ok()?;
     write_options(&mut e, req, ans, server, binding, params).ok()?;
-    let len = e.len_filled() - UDP4_HEADERS_LEN;
-    if let Some(pad) = ZEROS.get(..MIN_MESSAGE_LEN.saturating_sub(len)) {
-        e.write_slice(pad).ok()?;
-    }
+    bootp::pad_to_minimum(&mut e, UDP4_HEADERS_LEN).ok()?;
 
     let addressing = Udp4Addressing {
         src_mac: server_mac,
@@ -386,31 +376,23 @@ fn encode_reply(
 }
 
 /// Writes the fixed BOOTP part of the reply (RFC 2131 figure 1).
-///
-/// Field by field rather than through `v4::Message`: its encoder writes the
-/// empty sname and file fields one zero byte at a time, which took about a
-/// third of the time of an answer, and constructing one draws a random xid
-/// from the thread RNG.
 fn write_header(
     e: &mut Encoder<'_>,
     req: &Request<'_>,
     yiaddr: Ipv4Addr,
     ciaddr: Ipv4Addr,
 ) -> v4::EncodeResult<()> {
-    Opcode::BootReply.encode(e)?;
-    HType::Eth.encode(e)?;
-    e.write_u8(6)?; // hlen
-    e.write_u8(0)?; // hops
-    e.write_u32(req.xid)?;
-    e.write_u16(0)?; // secs
-    e.write_u16(req.flags.into())?;
-    e.write(ciaddr.octets())?;
-    e.write(yiaddr.octets())?;
-    e.write(Ipv4Addr::UNSPECIFIED.octets())?; // siaddr: no boot server
-    e.write(req.giaddr.octets())?;
-    e.write(req.chaddr.0)?;
-    e.write_slice(&ZEROS[..10 + 64 + 128])?; // rest of chaddr, sname, file
-    e.write(v4::MAGIC)
+    let header = ReplyHeader {
+        xid: req.xid,
+        flags: req.flags.into(),
+        ciaddr,
+        yiaddr,
+        siaddr: Ipv4Addr::UNSPECIFIED, // no boot server
+        giaddr: req.giaddr,
+        chaddr: req.chaddr,
+        file: &[],
+    };
+    bootp::write_reply_header(e, &header)
 }
 
 /// Writes the options of the reply and the end mark.
