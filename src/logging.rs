@@ -115,7 +115,9 @@ impl Logger {
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
+        // Libraries' debug chatter (HTTP internals) stays out of the log.
         metadata.level() <= self.level
+            && (metadata.level() <= Level::Info || metadata.target().starts_with("nfdhcpd"))
     }
 
     fn log(&self, record: &Record) {

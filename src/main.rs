@@ -10,13 +10,17 @@ use crossbeam_channel::bounded;
 use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
-use nfdhcpd::config::Ipv6Mode;
+use nfdhcpd::backend::{nautobot, workers, Backend};
 use nfdhcpd::config::{self, Config};
+use nfdhcpd::config::{BackendKind, Ipv6Mode};
 use nfdhcpd::daemon::{self, PidFile};
 use nfdhcpd::event::{Control, QueueKind};
 use nfdhcpd::link::FrameSender;
 use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
+use nfdhcpd::proto::relay4;
 use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
+use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
+use nfdhcpd::state::relay::RelaySide;
 use nfdhcpd::state::{Settings, State};
 use nfdhcpd::{logging, watch};
 
@@ -24,6 +28,10 @@ use nfdhcpd::{logging, watch};
 const PACKET_CHANNEL: usize = 4096;
 /// Control events (binding changes, signals); senders wait rather than drop.
 const CONTROL_CHANNEL: usize = 1024;
+/// Relayed datagrams waiting for the state thread.
+const RELAY_CHANNEL: usize = 4096;
+/// Backend jobs queued at most; beyond it requests are dropped (and retransmitted).
+const MAX_PENDING_JOBS: usize = 512;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,17 +52,108 @@ struct Cli {
     /// Check the configuration file and exit (0 = valid, 2 = invalid).
     #[arg(long = "check-config")]
     check_config: bool,
+    /// Relay mode: serve UDP 67 on this interface (repeatable; `*` = all).
+    /// Enables relay mode; overrides [relay] interfaces.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    interface: Vec<String>,
+    /// Relay mode: NAK requests that cannot be honoured (overrides [relay] authoritative).
+    #[arg(short = 'a', long = "authoritative", alias = "authoritive")]
+    authoritative: bool,
+    /// Relay mode: lease store, nautobot or netbox (overrides [relay] backend).
+    #[arg(short = 'b', long = "backend", value_name = "NAME")]
+    backend: Option<String>,
+    /// Relay mode: UDP port to listen on (overrides [relay] port).
+    #[arg(short = 'p', long = "port")]
+    port: Option<u16>,
+    /// Relay mode: lease time in seconds (overrides [relay] lease_time).
+    #[arg(short = 'l', long = "lease-time", value_name = "SECONDS")]
+    lease_time: Option<u32>,
+    /// Relay mode: server identifier (overrides [relay] server_ident).
+    #[arg(long = "server-ident", value_name = "ADDR")]
+    server_ident: Option<std::net::Ipv4Addr>,
+    /// Relay mode: Nautobot URL (overrides [nautobot] url).
+    #[arg(long = "nautobot-url", value_name = "URL")]
+    nautobot_url: Option<String>,
+    /// Relay mode: Netbox URL (overrides [netbox] url).
+    #[arg(long = "netbox-url", value_name = "URL")]
+    netbox_url: Option<String>,
+}
+
+impl Cli {
+    /// Applies the relay flags on top of the file's settings.
+    fn override_relay(&self, cfg: &mut Config, file: &str) -> Result<(), config::ConfigError> {
+        let err = |key: &str, problem: String| config::ConfigError {
+            file: format!("{file} (command line)"),
+            section: "relay".into(),
+            key: key.into(),
+            problem,
+        };
+        let r = &mut cfg.relay;
+        if !self.interface.is_empty() {
+            r.enable_relay = true;
+            r.interfaces = if self.interface.iter().any(|i| i == "*") {
+                Vec::new()
+            } else {
+                self.interface.clone()
+            };
+        }
+        if self.authoritative {
+            r.authoritative = true;
+        }
+        if let Some(b) = &self.backend {
+            r.backend = b
+                .parse()
+                .map_err(|_| err("backend", format!("{b:?} is not nautobot or netbox")))?;
+        }
+        if let Some(p) = self.port {
+            if p == 0 {
+                return Err(err("port", "0 is not a port".into()));
+            }
+            r.port = p;
+        }
+        if let Some(l) = self.lease_time {
+            if l == 0 {
+                return Err(err("lease_time", "0 is not a lease time".into()));
+            }
+            r.lease_time = l;
+        }
+        if let Some(s) = self.server_ident {
+            r.server_ident = Some(s);
+        }
+        for (url, conf, key) in [
+            (&self.nautobot_url, &mut cfg.nautobot, "nautobot-url"),
+            (&self.netbox_url, &mut cfg.netbox, "netbox-url"),
+        ] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(err(key, format!("{u:?} is not an http:// or https:// URL")));
+                }
+                conf.url = Some(u.trim_end_matches('/').to_string());
+            }
+        }
+        if cfg.relay.enable_relay && cfg.backend().url.is_none() {
+            return Err(err(
+                "backend",
+                format!("relay mode needs the {} url", cfg.relay.backend),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (cfg, warnings) = match Config::load(&cli.config) {
+    let (mut cfg, warnings) = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("nfdhcpd: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = cli.override_relay(&mut cfg, &cli.config.display().to_string()) {
+        eprintln!("nfdhcpd: {e}");
+        return ExitCode::from(2);
+    }
     if cli.check_config {
         for w in &warnings {
             eprintln!("nfdhcpd: warning: {w}");
@@ -78,6 +177,18 @@ fn main() -> ExitCode {
             error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The relay backend, with its token read before privileges are dropped.
+fn make_backend(cfg: &Config) -> Result<Arc<dyn Backend>, String> {
+    match cfg.relay.backend {
+        BackendKind::Nautobot => {
+            let token = nautobot::load_token(&cfg.nautobot, "NAUTOBOT_TOKEN")?;
+            let b = nautobot::Nautobot::new(&cfg.nautobot, token, cfg.relay.lease_time)?;
+            Ok(Arc::new(b))
+        }
+        BackendKind::Netbox => Err("the netbox backend is not available in this version".into()),
     }
 }
 
@@ -177,6 +288,19 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             .map_err(|e| format!("cannot bind NFQUEUE {num} ({}): {e}", kind.name()))?;
         bound.push(q);
     }
+    let relay_sock = if cfg.relay.enable_relay {
+        Some(
+            relay::open(cfg.relay.port)
+                .map_err(|e| format!("cannot listen on UDP port {}: {e}", cfg.relay.port))?,
+        )
+    } else {
+        None
+    };
+    let backend = if cfg.relay.enable_relay {
+        Some(make_backend(cfg)?)
+    } else {
+        None
+    };
     let datapath = cfg.general.datapath.clone();
     let watcher =
         watch::Watcher::new(&datapath).map_err(|e| format!("cannot start inotify: {e}"))?;
@@ -193,6 +317,7 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
 
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(CONTROL_CHANNEL);
     let (pkt_tx, pkt_rx) = bounded(PACKET_CHANNEL);
+    let (relay_tx, relay_rx) = bounded::<RelayPacket>(RELAY_CHANNEL);
 
     let initial = watch::scan(&datapath).unwrap_or_default();
 
@@ -206,12 +331,40 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     }
     let mut state =
         State::new(settings, sender, queue_stats).map_err(|e| format!("cannot start: {e}"))?;
+    let relay_stats = Arc::new(RelayStats::default());
+    if let (Some(sock), Some(backend)) = (&relay_sock, &backend) {
+        let (job_tx, job_rx) = bounded(MAX_PENDING_JOBS);
+        let sender = RelaySender::new(sock).map_err(|e| format!("relay socket: {e}"))?;
+        let settings = relay4::Settings {
+            server_ident: cfg.relay.server_ident,
+            authoritative: cfg.relay.authoritative,
+            lease_time: cfg.relay.lease_time,
+            nameservers: cfg.relay.nameservers.clone(),
+            domain: cfg.relay.domain.clone(),
+        };
+        state = state.with_relay(RelaySide::new(settings, sender, job_tx, backend.name()));
+        workers::spawn(
+            backend.clone(),
+            cfg.backend().workers,
+            job_rx,
+            ctrl_tx.clone(),
+        )
+        .map_err(|e| format!("cannot start backend workers: {e}"))?;
+        let b = backend.clone();
+        std::thread::Builder::new()
+            .name("prepare".into())
+            .spawn(move || match b.prepare() {
+                Ok(calls) => info!("{}: ready ({calls} API calls to prepare)", b.name()),
+                Err(e) => warn!("{}: preparation failed: {e}; jobs will retry", b.name()),
+            })
+            .map_err(|e| format!("cannot start thread: {e}"))?;
+    }
     // Loaded before the first packet is read, so "ready" means answering.
     state.on_control(Control::Rescan(initial));
     let nbindings = state.bindings().len();
     let state_thread = std::thread::Builder::new()
         .name("state".into())
-        .spawn(move || state.run(ctrl_rx, pkt_rx))
+        .spawn(move || state.run(ctrl_rx, pkt_rx, relay_rx))
         .map_err(|e| format!("cannot start state thread: {e}"))?;
 
     let mut qnames = Vec::new();
@@ -221,6 +374,14 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             .map_err(|e| format!("cannot start queue thread: {e}"))?;
     }
     drop(pkt_tx);
+    if let Some(sock) = relay_sock {
+        let ifaces = cfg.relay.interfaces.clone();
+        relay::spawn(sock, ifaces, relay_tx, relay_stats.clone())
+            .map_err(|e| format!("cannot start relay thread: {e}"))?;
+        qnames.push(format!("udp {} (relay)", cfg.relay.port));
+    } else {
+        drop(relay_tx);
+    }
     watcher
         .spawn(ctrl_tx.clone())
         .map_err(|e| format!("cannot start inotify thread: {e}"))?;

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select_biased, Receiver};
+
+pub mod relay;
 use log::{debug, info, warn};
 
 use crate::binding::Binding;
@@ -17,6 +19,7 @@ use crate::link::{FrameSender, Link};
 use crate::mac::MacAddr;
 use crate::nfqueue::QueueStats;
 use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
+use crate::relay::RelayPacket;
 
 /// Warnings of one kind are logged at most this often; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -37,19 +40,19 @@ pub struct Stats {
     pub binding_errors: u64,
 }
 
-fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
+pub(crate) fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
     *map.entry(key).or_insert(0) += 1;
 }
 
 /// Rate limit for warnings an attacker could otherwise turn into a log flood.
 #[derive(Default)]
-struct WarnLimiter {
+pub(crate) struct WarnLimiter {
     last: HashMap<&'static str, (Instant, u64)>,
 }
 
 impl WarnLimiter {
     /// Some(n suppressed since the last one) when a warning of `kind` may be logged now.
-    fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
         match self.last.get_mut(kind) {
             Some((t, n)) if now.duration_since(*t) < WARN_INTERVAL => {
                 *n += 1;
@@ -69,7 +72,7 @@ impl WarnLimiter {
     }
 }
 
-fn suppressed(n: u64) -> String {
+pub(crate) fn suppressed(n: u64) -> String {
     if n == 0 {
         String::new()
     } else {
@@ -102,6 +105,7 @@ pub struct State {
     stats: Stats,
     queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
     warn: WarnLimiter,
+    relay: Option<relay::RelaySide>,
 }
 
 impl State {
@@ -123,7 +127,14 @@ impl State {
             stats: Stats::default(),
             queues,
             warn: WarnLimiter::default(),
+            relay: None,
         })
+    }
+
+    /// Serves relay mode too.
+    pub fn with_relay(mut self, relay: relay::RelaySide) -> State {
+        self.relay = Some(relay);
+        self
     }
 
     pub fn bindings(&self) -> &HashMap<String, Binding> {
@@ -132,7 +143,12 @@ impl State {
 
     /// Runs until `Shutdown`. Control events always go first: a binding change
     /// must never wait behind a flood of packets.
-    pub fn run(mut self, ctrl: Receiver<Control>, packets: Receiver<Packet>) {
+    pub fn run(
+        mut self,
+        ctrl: Receiver<Control>,
+        mut packets: Receiver<Packet>,
+        mut relayed: Receiver<RelayPacket>,
+    ) {
         // Without IPv6 the ticker never fires.
         let ra_tick = if self.ndp.is_some() {
             crossbeam_channel::tick(self.ra_period)
@@ -151,9 +167,15 @@ impl State {
                     Ok(c) => self.on_control(c),
                     Err(_) => return,
                 },
+                // A source without senders (mode not enabled) is never read again.
                 recv(packets) -> p => match p {
                     Ok(p) => self.on_packet(p),
-                    Err(_) => return,
+                    Err(_) => packets = crossbeam_channel::never(),
+                },
+                recv(relayed) -> p => match (p, self.relay.as_mut()) {
+                    (Ok(p), Some(r)) => r.on_packet(p, SystemTime::now()),
+                    (Ok(_), None) => {}
+                    (Err(_), _) => relayed = crossbeam_channel::never(),
                 },
                 recv(ra_tick) -> _ => self.periodic_ras(),
             }
@@ -243,7 +265,11 @@ impl State {
             Control::Binding { name, read } => self.apply(name, read, true),
             Control::Rescan(all) => self.rescan(all),
             Control::Dump => self.dump(),
-            Control::Backend(_) => {}
+            Control::Backend(r) => {
+                if let Some(relay) = self.relay.as_mut() {
+                    relay.on_result(*r);
+                }
+            }
             Control::Shutdown(ack) => {
                 let _ = ack.send(());
             }
@@ -390,6 +416,9 @@ impl State {
         info!("requests: {}", fmt_map(&self.stats.requests));
         info!("answers: {}", fmt_map(&self.stats.answers));
         info!("refusals: {}", fmt_map(&self.stats.refusals));
+        if let Some(r) = &self.relay {
+            r.dump();
+        }
         info!(
             "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {}",
             self.stats.accepted_unknown,
@@ -401,7 +430,7 @@ impl State {
     }
 }
 
-fn fmt_map(m: &BTreeMap<&'static str, u64>) -> String {
+pub(crate) fn fmt_map(m: &BTreeMap<&'static str, u64>) -> String {
     if m.is_empty() {
         return "none".into();
     }
