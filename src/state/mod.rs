@@ -224,7 +224,7 @@ impl State {
             return false;
         };
         let kind = if withdraw { "RA(withdraw)" } else { "RA" };
-        self.send_frame(ifindex, kind, &frame)
+        self.send_frame(ifindex, kind, &frame, true)
     }
 
     /// The final RA with router lifetime 0 for every binding.
@@ -241,11 +241,23 @@ impl State {
         }
     }
 
-    fn send_frame(&mut self, ifindex: u32, kind: &'static str, frame: &[u8]) -> bool {
+    /// `unsolicited`: nobody is waiting for it, and a tap that is down (not
+    /// started yet, or going away) is no news.
+    fn send_frame(
+        &mut self,
+        ifindex: u32,
+        kind: &'static str,
+        frame: &[u8],
+        unsolicited: bool,
+    ) -> bool {
         match self.sender.send(ifindex, frame) {
             Ok(()) => {
                 bump(&mut self.stats.answers, kind);
                 true
+            }
+            Err(e) if unsolicited && e.raw_os_error() == Some(libc::ENETDOWN) => {
+                debug!("{kind} not sent on ifindex {ifindex}: interface down");
+                false
             }
             Err(e) => {
                 self.stats.send_errors += 1;
@@ -387,7 +399,7 @@ impl State {
         p.msg.set_verdict(nfq::Verdict::Drop);
         let _ = p.verdict_tx.try_send(p.msg);
         if let Some((kind, frame)) = frame {
-            self.send_frame(p.ifindex, kind, &frame);
+            self.send_frame(p.ifindex, kind, &frame, false);
         }
     }
 
