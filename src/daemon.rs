@@ -77,7 +77,10 @@ impl PidFile {
             if !dir.exists() {
                 fs::create_dir_all(dir).map_err(err)?;
                 if let Some((uid, gid)) = owner {
-                    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(err)?;
+                    // Without it only the removal at exit fails; not worth refusing to start.
+                    if let Err(e) = std::os::unix::fs::chown(dir, Some(uid), Some(gid)) {
+                        log::warn!("cannot hand {} to uid {uid}: {e}", dir.display());
+                    }
                 }
             }
         }

@@ -69,12 +69,25 @@ impl Logger {
         OpenOptions::new().create(true).append(true).open(path).ok()
     }
 
-    /// Reopens the log file (after logrotate) and retries syslog.
+    /// Gives the log file to the user the daemon switches to, so that it can
+    /// be reopened after privileges are dropped.
+    pub fn chown_file(&self, uid: u32, gid: u32) {
+        if let Some(p) = &self.file_path {
+            let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+        }
+    }
+
+    /// Reopens the log file (after logrotate) and retries syslog. When the
+    /// new file cannot be opened the old one is kept.
     pub fn reopen(&self) {
         if let Some(p) = &self.file_path {
-            let f = Self::open_file(p);
-            if let Ok(mut g) = self.file.lock() {
-                *g = f;
+            match Self::open_file(p) {
+                Some(f) => {
+                    if let Ok(mut g) = self.file.lock() {
+                        *g = Some(f);
+                    }
+                }
+                None => log::warn!("cannot reopen {}; still writing the old file", p.display()),
             }
         }
         if let Ok(mut s) = self.syslog.lock() {

@@ -162,9 +162,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Under systemd stderr already goes to the journal, like syslog: log once.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let logger = logging::init(logging::Options {
         debug: cli.debug,
-        stderr: cli.foreground,
+        stderr: cli.foreground && !journal,
         syslog: true,
         file: cfg.general.logdir.as_ref().map(|d| d.join("nfdhcpd.log")),
     });
@@ -310,7 +312,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     }
     let _pidfile = PidFile::create(&cfg.general.pidfile, target.as_ref().map(|t| (t.1, t.2)))
         .map_err(|e| e.to_string())?;
-    if let Some((name, _, _)) = &target {
+    if let Some((name, uid, gid)) = &target {
+        logger.chown_file(*uid, *gid);
         let (uid, gid) = daemon::drop_privileges(name).map_err(|e| e.to_string())?;
         info!("running as {name} (uid {uid}, gid {gid}) with CAP_NET_ADMIN and CAP_NET_RAW only");
     }
