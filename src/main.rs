@@ -163,7 +163,7 @@ fn main() -> ExitCode {
     }
 
     // Under systemd stderr already goes to the journal, like syslog: log once.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let journal = stderr_is_journal();
     let logger = logging::init(logging::Options {
         debug: cli.debug,
         stderr: cli.foreground && !journal,
@@ -179,6 +179,20 @@ fn main() -> ExitCode {
             error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// True when stderr is the journal stream systemd set up (JOURNAL_STREAM=dev:ino).
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(std::io::stderr()) {
+        Ok(st) => dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino),
+        Err(_) => false,
     }
 }
 
