@@ -14,3 +14,4 @@ pub mod state;
 pub mod watch;
 pub mod backend;
 pub mod relay;
+pub mod metrics;

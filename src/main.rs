@@ -359,7 +359,10 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             nameservers: cfg.relay.nameservers.clone(),
             domain: cfg.relay.domain.clone(),
         };
-        state = state.with_relay(RelaySide::new(settings, sender, job_tx, backend.name()));
+        state = state.with_relay(
+            RelaySide::new(settings, sender, job_tx, backend.name()),
+            relay_stats.clone(),
+        );
         workers::spawn(
             backend.clone(),
             cfg.backend().workers,
@@ -375,6 +378,11 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
                 Err(e) => warn!("{}: preparation failed: {e}; jobs will retry", b.name()),
             })
             .map_err(|e| format!("cannot start thread: {e}"))?;
+    }
+    if let Some(path) = &cfg.general.metrics_file {
+        let tx = nfdhcpd::metrics::spawn_writer(path.clone())
+            .map_err(|e| format!("cannot start metrics writer: {e}"))?;
+        state = state.with_metrics(tx);
     }
     // Loaded before the first packet is read, so "ready" means answering.
     state.on_control(Control::Rescan(initial));

@@ -21,6 +21,9 @@ use crate::nfqueue::QueueStats;
 use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
 use crate::relay::RelayPacket;
 
+/// How often the metrics file is rewritten.
+const METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Warnings of one kind are logged at most this often; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -106,6 +109,8 @@ pub struct State {
     queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
     warn: WarnLimiter,
     relay: Option<relay::RelaySide>,
+    relay_stats: Option<Arc<crate::relay::RelayStats>>,
+    metrics: Option<crossbeam_channel::Sender<String>>,
 }
 
 impl State {
@@ -128,12 +133,25 @@ impl State {
             queues,
             warn: WarnLimiter::default(),
             relay: None,
+            relay_stats: None,
+            metrics: None,
         })
     }
 
     /// Serves relay mode too.
-    pub fn with_relay(mut self, relay: relay::RelaySide) -> State {
+    pub fn with_relay(
+        mut self,
+        relay: relay::RelaySide,
+        stats: Arc<crate::relay::RelayStats>,
+    ) -> State {
         self.relay = Some(relay);
+        self.relay_stats = Some(stats);
+        self
+    }
+
+    /// Renders the counters every few seconds for the metrics writer.
+    pub fn with_metrics(mut self, tx: crossbeam_channel::Sender<String>) -> State {
+        self.metrics = Some(tx);
         self
     }
 
@@ -152,6 +170,11 @@ impl State {
         // Without IPv6 the ticker never fires.
         let ra_tick = if self.ndp.is_some() {
             crossbeam_channel::tick(self.ra_period)
+        } else {
+            crossbeam_channel::never()
+        };
+        let metrics_tick = if self.metrics.is_some() {
+            crossbeam_channel::tick(METRICS_INTERVAL)
         } else {
             crossbeam_channel::never()
         };
@@ -178,6 +201,11 @@ impl State {
                     (Err(_), _) => relayed = crossbeam_channel::never(),
                 },
                 recv(ra_tick) -> _ => self.periodic_ras(),
+                recv(metrics_tick) -> _ => {
+                    if let Some(tx) = &self.metrics {
+                        let _ = tx.try_send(self.render_metrics());
+                    }
+                },
             }
         }
     }
@@ -403,6 +431,92 @@ impl State {
         }
     }
 
+    /// Every counter in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        use crate::metrics::{labelled, Text};
+        let mut t = Text::default();
+        let s = &self.stats;
+        t.gauge(
+            "bindings",
+            "Binding files in force.",
+            self.bindings.len() as u64,
+        );
+        t.gauge(
+            "binding_files_ignored",
+            "Binding files that failed to parse.",
+            self.bad_files.len() as u64,
+        );
+        t.family(
+            "requests_total",
+            "counter",
+            "Packets handed over by the NFQUEUE threads, by queue.",
+            &labelled("queue", &s.requests),
+        );
+        t.family(
+            "answers_total",
+            "counter",
+            "Frames sent to guests, by message type.",
+            &labelled("type", &s.answers),
+        );
+        t.family(
+            "refusals_total",
+            "counter",
+            "Requests from known interfaces left unanswered, by reason.",
+            &labelled("reason", &s.refusals),
+        );
+        t.counter(
+            "accepted_unknown_total",
+            "Packets from interfaces without a binding, passed to the kernel.",
+            s.accepted_unknown,
+        );
+        t.counter("releases_total", "Releases received.", s.releases);
+        t.counter("declines_total", "Declines received.", s.declines);
+        t.counter(
+            "send_errors_total",
+            "Frames that could not be sent.",
+            s.send_errors,
+        );
+        t.counter(
+            "binding_errors_total",
+            "Binding files refused.",
+            s.binding_errors,
+        );
+        let q = |f: fn(&QueueStats) -> u64| -> Vec<(String, u64)> {
+            self.queues
+                .iter()
+                .map(|(n, _, st)| (format!("queue=\"{n}\""), f(st)))
+                .collect()
+        };
+        t.family(
+            "queue_received_total",
+            "counter",
+            "Packets read from each NFQUEUE.",
+            &q(|s| s.received.load(Ordering::Relaxed)),
+        );
+        t.family(
+            "queue_channel_drops_total",
+            "counter",
+            "Packets dropped because the state thread was busy.",
+            &q(|s| s.channel_drops.load(Ordering::Relaxed)),
+        );
+        if let Some(r) = &self.relay {
+            r.metrics(&mut t);
+        }
+        if let Some(rs) = &self.relay_stats {
+            t.counter(
+                "relay_received_total",
+                "Datagrams read from the relay socket.",
+                rs.received.load(Ordering::Relaxed),
+            );
+            t.counter(
+                "relay_channel_drops_total",
+                "Relay datagrams dropped because the state thread was busy.",
+                rs.channel_drops.load(Ordering::Relaxed),
+            );
+        }
+        t.into_string()
+    }
+
     fn dump(&self) {
         info!("--- {} bindings ---", self.bindings.len());
         let mut names: Vec<&String> = self.bindings.keys().collect();
@@ -430,6 +544,14 @@ impl State {
         info!("refusals: {}", fmt_map(&self.stats.refusals));
         if let Some(r) = &self.relay {
             r.dump();
+        }
+        if let Some(rs) = &self.relay_stats {
+            info!(
+                "relay socket: received {} channel_drops {} wrong_interface {}",
+                rs.received.load(Ordering::Relaxed),
+                rs.channel_drops.load(Ordering::Relaxed),
+                rs.wrong_interface.load(Ordering::Relaxed)
+            );
         }
         info!(
             "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {}",

@@ -241,6 +241,58 @@ impl RelaySide {
         }
     }
 
+    pub fn metrics(&self, t: &mut crate::metrics::Text) {
+        use crate::metrics::labelled;
+        let s = &self.stats;
+        t.counter("relay_requests_total", "Relay-mode requests.", s.requests);
+        t.counter(
+            "relay_absorbed_total",
+            "Retransmissions absorbed while the client's job ran.",
+            s.absorbed,
+        );
+        t.counter("relay_jobs_total", "Backend jobs started.", s.jobs);
+        t.counter(
+            "relay_jobs_refused_total",
+            "Requests dropped because the job queue was full.",
+            s.jobs_refused,
+        );
+        t.gauge(
+            "relay_pending_jobs",
+            "Backend jobs running or queued.",
+            self.pending.len() as u64,
+        );
+        t.gauge(
+            "relay_known_leases",
+            "Leases this daemon remembers.",
+            self.known.len() as u64,
+        );
+        t.counter("backend_calls_total", "Backend API calls.", s.backend_calls);
+        t.family(
+            "backend_errors_total",
+            "counter",
+            "Backend failures, by kind.",
+            &labelled("kind", &s.backend_errors),
+        );
+        t.family(
+            "relay_answers_total",
+            "counter",
+            "Relay-mode answers, by message type.",
+            &labelled("type", &s.answers),
+        );
+        t.family(
+            "relay_no_lease_total",
+            "counter",
+            "Requests the backend had no lease for, by reason.",
+            &labelled("reason", &s.no_lease),
+        );
+        t.family(
+            "relay_ignored_total",
+            "counter",
+            "Relay-mode requests ignored, by reason.",
+            &labelled("reason", &s.ignored),
+        );
+    }
+
     pub fn dump(&self) {
         let s = &self.stats;
         info!(
