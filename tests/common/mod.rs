@@ -1,0 +1,1085 @@
+//! End-to-end test harness: network namespaces joined by veth pairs whose
+//! host ends are named like taps, the daemon, dnsmasq and real DHCP clients.
+//!
+//! Safety rules: everything is created inside namespaces made here (names
+//! `nfdt-<pid>-<n>-<role>`), iptables and sysctl are only run inside them,
+//! and processes are only ever stopped by PID. Guards clean up in `Drop`, so
+//! a panicking test leaves nothing behind.
+
+// Each test crate uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Queue number the NFQUEUE rules and the test config use.
+pub const QUEUE: u16 = 42;
+/// How long the daemon gets to print `ready:`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// PATH for everything started here: the test runner's PATH may point into
+/// user directories.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn next_id() -> usize {
+    COUNTER.fetch_add(1, Ordering::SeqCst)
+}
+
+/// True when end-to-end tests can run here. Without root they are skipped
+/// with a notice, except under CI, where a skipped e2e test is a failure.
+pub fn can_run(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: end-to-end tests need root, and CI is set: refusing to skip");
+    }
+    eprintln!("SKIPPED {test}: end-to-end tests need root");
+    false
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or gives up after `timeout`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command to completion and panics with its output when it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = output_of(cmd);
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn output_of(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Sends SIGTERM, waits up to `grace`, then SIGKILL. Returns the exit status
+/// if the process ended within the grace period.
+fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    if let Some(st) = poll(grace, || child.try_wait().ok().flatten()) {
+        return Some(st);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A scratch directory, removed on drop. Kept when the test panics (its
+/// logs are what one wants to read then) or when NFDT_KEEP is set.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("nfdt-{}-{}-{tag}", std::process::id(), next_id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        // dhcpcd's privilege-separated helpers must be able to reach scripts here.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() || std::env::var_os("NFDT_KEEP").is_some() {
+            eprintln!("kept {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A network namespace owned by the test. Drop stops the processes started
+/// in it (the registered ones gently, then anything still inside by PID)
+/// and deletes it, which also removes its interfaces and firewall rules.
+pub struct Netns {
+    pub name: String,
+    children: Mutex<Vec<Child>>,
+}
+
+impl Netns {
+    /// `role` ends up in the name: `h` for host, `g3` for guest 3 and so on.
+    pub fn new(role: &str) -> Netns {
+        let name = format!("nfdt-{}-{}-{role}", std::process::id(), next_id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns {
+            name,
+            children: Mutex::new(Vec::new()),
+        };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `argv` run inside the namespace (`ip netns exec` execs it, so the
+    /// child's PID is the program's PID).
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c.env("PATH", PATH);
+        c
+    }
+
+    /// Runs `argv` inside; panics on failure; returns stdout.
+    pub fn run(&self, argv: &[&str]) -> String {
+        run_ok(&mut self.command(argv))
+    }
+
+    /// Runs a command line split at whitespace (no quoting) inside; panics
+    /// on failure; returns stdout.
+    pub fn run_words(&self, line: &str) -> String {
+        self.run(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// Runs `argv` inside and returns whatever happened.
+    pub fn try_run(&self, argv: &[&str]) -> Output {
+        output_of(&mut self.command(argv))
+    }
+
+    /// Starts `argv` inside with stdout and stderr going to `log`; the
+    /// process is stopped when the namespace is dropped at the latest.
+    pub fn spawn(&self, argv: &[&str], log: &Path) -> u32 {
+        self.spawn_cmd(self.command(argv), log)
+    }
+
+    pub fn spawn_cmd(&self, mut cmd: Command, log: &Path) -> u32 {
+        let f = fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let pid = child.id();
+        self.children.lock().unwrap().push(child);
+        pid
+    }
+
+    /// Stops a process started with `spawn`: SIGTERM, then SIGKILL after
+    /// `grace`. Returns its exit status if it ended within the grace period.
+    pub fn stop(&self, pid: u32, grace: Duration) -> Option<ExitStatus> {
+        let mut children = self.children.lock().unwrap();
+        let i = children.iter().position(|c| c.id() == pid)?;
+        let mut child = children.remove(i);
+        drop(children);
+        terminate(&mut child, grace)
+    }
+
+    /// Exit status of a process started with `spawn`, if it has ended.
+    pub fn exited(&self, pid: u32) -> Option<ExitStatus> {
+        let mut children = self.children.lock().unwrap();
+        let c = children.iter_mut().find(|c| c.id() == pid)?;
+        c.try_wait().ok().flatten()
+    }
+
+    /// PIDs of all processes living in this namespace.
+    pub fn pids(&self) -> Vec<i32> {
+        ns_pids(&self.name)
+    }
+
+    /// Adds an IPv4 address to an interface inside.
+    pub fn addr_add(&self, cidr: &str, dev: &str) {
+        self.run(&["ip", "addr", "add", cidr, "dev", dev]);
+    }
+
+    /// `ip -4 -o addr show dev DEV`, one line per address.
+    pub fn ipv4_addrs(&self, dev: &str) -> String {
+        self.run(&["ip", "-4", "-o", "addr", "show", "dev", dev])
+    }
+
+    pub fn routes(&self) -> String {
+        self.run(&["ip", "-4", "route", "show"])
+    }
+}
+
+fn ns_pids(name: &str) -> Vec<i32> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", name])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether namespace `name` exists.
+pub fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let children = std::mem::take(
+            &mut *self
+                .children
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for mut c in children {
+            terminate(&mut c, Duration::from_millis(1500));
+        }
+        // Whatever forked off and is still inside (dhcpcd helpers, a client
+        // whose wrapper panicked).
+        for _ in 0..20 {
+            let pids = ns_pids(&self.name);
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+/// The contents of one binding file.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub tap: String,
+    pub indev: Option<String>,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub hostname: String,
+    pub gateway: Option<Ipv4Addr>,
+    pub subnet: Option<String>,
+    pub private: bool,
+    pub mtu: Option<u16>,
+    pub macspoof: bool,
+}
+
+impl Binding {
+    /// A binding on 192.0.2.0/24 with gateway 192.0.2.1, named after the tap.
+    pub fn new(tap: &str, ip: &str, mac: &str) -> Binding {
+        Binding {
+            tap: tap.to_string(),
+            indev: None,
+            ip: ip.parse().unwrap(),
+            mac: mac.to_string(),
+            hostname: format!("vm-{tap}"),
+            gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            subnet: Some("192.0.2.0/24".to_string()),
+            private: false,
+            mtu: None,
+            macspoof: false,
+        }
+    }
+
+    /// Prefix length of SUBNET.
+    pub fn prefix_len(&self) -> u8 {
+        self.subnet
+            .as_deref()
+            .and_then(|s| s.split_once('/'))
+            .map(|(_, l)| l.parse().unwrap())
+            .unwrap_or(32)
+    }
+
+    /// The file text, in the format the VM manager writes (all keys present,
+    /// empty meaning unset).
+    pub fn text(&self) -> String {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let flag = |b: bool| if b { "1" } else { "" };
+        format!(
+            "INDEV={}\nIP={}\nMAC={}\nHOSTNAME={}\nTAGS=\"\"\nGATEWAY={}\nSUBNET={}\n\
+             GATEWAY6=\nSUBNET6=\nEUI64=\nPRIVATE={}\nMTU={}\nMACSPOOF={}\n",
+            self.indev.as_deref().unwrap_or(&self.tap),
+            self.ip,
+            self.mac,
+            self.hostname,
+            opt(self.gateway.map(|g| g.to_string())),
+            opt(self.subnet.clone()),
+            flag(self.private),
+            opt(self.mtu.map(|m| m.to_string())),
+            flag(self.macspoof),
+        )
+    }
+}
+
+/// The `[dhcp]` settings of the test config.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub server_ip: String,
+    pub lease_lifetime: u32,
+    pub lease_renewal: u32,
+    pub nameservers: Vec<String>,
+    pub domain: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            server_ip: "192.0.2.1".into(),
+            lease_lifetime: 604800,
+            lease_renewal: 600,
+            nameservers: vec!["192.0.2.2".into(), "192.0.2.3".into()],
+            domain: "example.com".into(),
+        }
+    }
+}
+
+/// A host namespace with bindings directory and (optionally) the daemon.
+/// Guests are separate values made by [`Lab::guest`].
+pub struct Lab {
+    pub name: String,
+    // Dropped in this order: the namespace (and the daemon) before its files.
+    pub host: Netns,
+    pub tmp: TempDir,
+    pub bindings: PathBuf,
+    bridged: bool,
+    daemon: Option<u32>,
+    daemon_log: PathBuf,
+    started: Instant,
+}
+
+impl Lab {
+    /// A fresh host namespace. `None` when e2e tests cannot run here.
+    pub fn new(test: &str) -> Option<Lab> {
+        if !can_run(test) {
+            return None;
+        }
+        let tmp = TempDir::new("lab");
+        let bindings = tmp.join("bindings");
+        fs::create_dir_all(&bindings).unwrap();
+        let daemon_log = tmp.join("nfdhcpd.log");
+        Some(Lab {
+            name: test.to_string(),
+            host: Netns::new("h"),
+            tmp,
+            bindings,
+            bridged: false,
+            daemon: None,
+            daemon_log,
+            started: Instant::now(),
+        })
+    }
+
+    /// Routed setup: DHCP from any tap goes to the queue.
+    pub fn nfqueue_routed(&mut self) {
+        self.host.run_words(&format!(
+            "iptables -t mangle -A PREROUTING -i tap+ -p udp --dport 67 \
+             -j NFQUEUE --queue-num {QUEUE}"
+        ));
+    }
+
+    /// Bridged setup: taps become ports of br0 and bridged DHCP goes to the
+    /// queue through br_netfilter and the physdev match.
+    pub fn nfqueue_bridged(&mut self) {
+        self.host.run_words("ip link add br0 type bridge");
+        self.host.run_words("ip link set br0 up");
+        self.host
+            .run_words("sysctl -qw net.bridge.bridge-nf-call-iptables=1");
+        self.host.run_words(&format!(
+            "iptables -t mangle -A PREROUTING -p udp -m physdev --physdev-in tap+ \
+             --dport 67 -j NFQUEUE --queue-num {QUEUE}"
+        ));
+        self.bridged = true;
+    }
+
+    /// A guest namespace joined to the host by veth `tap` (host side) and a
+    /// uniquely named guest interface with MAC `mac`. Both ends are up; in a
+    /// bridged lab the tap joins br0.
+    pub fn guest(&self, tap: &str, mac: &str) -> Guest {
+        let id = next_id();
+        let ns = Netns::new(&format!("g{id}"));
+        // Unique across namespaces: dhcpcd keeps per-interface files in /run.
+        let ifname = format!("g{}-{id}", std::process::id());
+        assert!(ifname.len() <= 15, "{ifname} is too long for an interface");
+        self.host.run(&[
+            "ip", "link", "add", tap, "type", "veth", "peer", "name", &ifname, "netns", &ns.name,
+        ]);
+        ns.run(&["ip", "link", "set", "dev", &ifname, "address", mac]);
+        ns.run(&["ip", "link", "set", "dev", &ifname, "up"]);
+        if self.bridged {
+            self.host
+                .run(&["ip", "link", "set", "dev", tap, "master", "br0"]);
+        }
+        self.host.run(&["ip", "link", "set", "dev", tap, "up"]);
+        let dir = self.tmp.join(&ifname);
+        fs::create_dir_all(&dir).unwrap();
+        Guest {
+            ns,
+            ifname,
+            mac: mac.to_string(),
+            tap: tap.to_string(),
+            dir,
+        }
+    }
+
+    fn binding_path(&self, tap: &str) -> PathBuf {
+        self.bindings.join(tap)
+    }
+
+    /// Writes a binding file the way careful VM managers do: a dot-file
+    /// first, then a rename into place.
+    pub fn write_binding(&self, b: &Binding) {
+        let tmp = self.bindings.join(format!(".{}.tmp", b.tap));
+        fs::write(&tmp, b.text()).unwrap();
+        fs::rename(&tmp, self.binding_path(&b.tap)).unwrap();
+    }
+
+    /// Writes a binding file in place (open, truncate, write, close).
+    pub fn write_binding_plain(&self, b: &Binding) {
+        let mut f = fs::File::create(self.binding_path(&b.tap)).unwrap();
+        f.write_all(b.text().as_bytes()).unwrap();
+    }
+
+    /// Creates the binding under a name outside the directory and renames
+    /// it in (a rename from another directory on the same file system).
+    pub fn rename_binding_in(&self, b: &Binding) {
+        let outside = self.tmp.join(&format!("staged-{}", b.tap));
+        fs::write(&outside, b.text()).unwrap();
+        fs::rename(&outside, self.binding_path(&b.tap)).unwrap();
+    }
+
+    pub fn remove_binding(&self, tap: &str) {
+        fs::remove_file(self.binding_path(tap)).unwrap();
+    }
+
+    /// Writes the daemon config for this lab and returns its path.
+    pub fn write_config(&self, c: &DaemonConfig) -> PathBuf {
+        let path = self.tmp.join("nfdhcpd.conf");
+        let text = format!(
+            "[general]\npidfile = {pid}\ndatapath = {data}\n\n\
+             [dhcp]\nenable_dhcp = yes\nlease_lifetime = {ll}\nlease_renewal = {lr}\n\
+             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n\
+             [ipv6]\nenable_ipv6 = no\n",
+            pid = self.tmp.join("nfdhcpd.pid").display(),
+            data = self.bindings.display(),
+            ll = c.lease_lifetime,
+            lr = c.lease_renewal,
+            sip = c.server_ip,
+            q = QUEUE,
+            ns = c.nameservers.join(", "),
+            dom = c.domain,
+        );
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts the daemon with the default test config.
+    pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&DaemonConfig::default());
+    }
+
+    /// Starts `nfdhcpd -f -d -c CONFIG` in the host namespace and waits for
+    /// its `ready:` line.
+    pub fn start_daemon_with(&mut self, c: &DaemonConfig) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let conf = self.write_config(c);
+        let bin = env!("CARGO_BIN_EXE_nfdhcpd");
+        let conf = conf.to_str().unwrap();
+        let mut cmd = self.host.command(&[bin, "-f", "-d", "-c", conf]);
+        cmd.env("RUST_BACKTRACE", "1");
+        let pid = self.host.spawn_cmd(cmd, &self.daemon_log);
+        self.daemon = Some(pid);
+        let ready = poll(READY_TIMEOUT, || {
+            if self.daemon_log().contains("ready:") {
+                return Some(true);
+            }
+            self.host.exited(pid).map(|_| false)
+        });
+        match ready {
+            Some(true) => {}
+            Some(false) => panic!(
+                "nfdhcpd exited before it was ready ({:?}); log:\n{}",
+                self.host.exited(pid),
+                self.daemon_log()
+            ),
+            None => panic!(
+                "nfdhcpd not ready after {READY_TIMEOUT:?}; log:\n{}",
+                self.daemon_log()
+            ),
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        fs::read_to_string(&self.daemon_log).unwrap_or_default()
+    }
+
+    /// Panics if the daemon has exited.
+    pub fn assert_daemon_alive(&self) {
+        let pid = self.daemon.expect("daemon not started");
+        if let Some(st) = self.host.exited(pid) {
+            panic!("nfdhcpd exited ({st}); log:\n{}", self.daemon_log());
+        }
+    }
+
+    /// SIGTERM; the daemon must exit with status 0 within 2 s.
+    pub fn stop_daemon(&mut self) {
+        let pid = self.daemon.take().expect("daemon not started");
+        let t = Instant::now();
+        match self.host.stop(pid, Duration::from_secs(2)) {
+            Some(st) if st.success() => {}
+            Some(st) => panic!(
+                "nfdhcpd exited with {st} on SIGTERM; log:\n{}",
+                self.daemon_log()
+            ),
+            None => panic!(
+                "nfdhcpd still running {:?} after SIGTERM; log:\n{}",
+                t.elapsed(),
+                self.daemon_log()
+            ),
+        }
+    }
+
+    /// dnsmasq in the host namespace serving DHCP on `tap` only, with the
+    /// tap given `host_cidr`. `args` add ranges and options. Returns once
+    /// it listens on port 67.
+    pub fn dnsmasq(&self, tap: &str, host_cidr: &str, args: &[&str]) -> u32 {
+        self.host.addr_add(host_cidr, tap);
+        let leases = self.tmp.join(&format!("dnsmasq-{tap}.leases"));
+        let pidf = self.tmp.join(&format!("dnsmasq-{tap}.pid"));
+        let log = self.tmp.join(&format!("dnsmasq-{tap}.log"));
+        let leases = format!("--dhcp-leasefile={}", leases.display());
+        let pidf = format!("--pid-file={}", pidf.display());
+        let iface = format!("--interface={tap}");
+        let mut argv = vec![
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            // Its default 3 s ping check before offering would slow every test.
+            "--no-ping",
+            "--bind-interfaces",
+            "--except-interface=lo",
+            "--user=root",
+            "--group=root",
+            "--log-facility=-",
+            "--log-dhcp",
+            &iface,
+            &leases,
+            &pidf,
+        ];
+        argv.extend_from_slice(args);
+        let pid = self.host.spawn(&argv, &log);
+        let listening = poll(Duration::from_secs(10), || {
+            if self.host.exited(pid).is_some() {
+                return Some(false);
+            }
+            let ss = self.host.try_run(&["ss", "-Hulnp", "sport = :67"]);
+            String::from_utf8_lossy(&ss.stdout)
+                .contains(&format!("pid={pid},"))
+                .then_some(true)
+        });
+        if listening != Some(true) {
+            panic!(
+                "dnsmasq did not start; log:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        pid
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "---- {}: nfdhcpd log ({}) ----\n{}",
+                self.name,
+                self.daemon_log.display(),
+                self.daemon_log()
+            );
+        }
+        eprintln!("{} took {:.1?}", self.name, self.started.elapsed());
+        // The host namespace and temp dir guards do the rest.
+    }
+}
+
+/// The DHCP clients the tests drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    Dhclient,
+    Udhcpc,
+    Dhcpcd,
+}
+
+pub const ALL_CLIENTS: [Client; 3] = [Client::Dhclient, Client::Udhcpc, Client::Dhcpcd];
+
+/// How to run a client once.
+#[derive(Clone, Debug)]
+pub struct ClientOpts {
+    /// The client's own give-up time, in seconds (udhcpc: discover count, 1 s
+    /// apart). The wrapper kills it 5 s later at the latest.
+    pub timeout: u32,
+    /// dhclient only: lease file contents to start from (`{IF}` is replaced
+    /// by the interface name), which makes it begin in INIT-REBOOT.
+    pub dhclient_lease: Option<String>,
+    /// Extra command-line arguments for the client.
+    pub extra: Vec<String>,
+}
+
+impl Default for ClientOpts {
+    fn default() -> Self {
+        ClientOpts {
+            timeout: 10,
+            dhclient_lease: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl ClientOpts {
+    /// For runs expected to get nothing: give up after `secs`.
+    pub fn short(secs: u32) -> ClientOpts {
+        ClientOpts {
+            timeout: secs,
+            ..Default::default()
+        }
+    }
+}
+
+/// What one client run got: the variables its script saw at the last
+/// bound event, every script reason in order, and its own log.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub client: Client,
+    pub ifname: String,
+    pub bound: bool,
+    pub vars: HashMap<String, String>,
+    pub reasons: Vec<String>,
+    pub log: String,
+    pub status: Option<ExitStatus>,
+    pub elapsed: Duration,
+}
+
+fn parse_ip_list(s: Option<&str>) -> Vec<Ipv4Addr> {
+    s.map(|s| {
+        s.split_whitespace()
+            .map(|a| a.parse().unwrap_or_else(|_| panic!("bad address {a:?}")))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl Lease {
+    pub fn var(&self, k: &str) -> Option<&str> {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn pick(&self, isc: &str, busybox: &str) -> Option<&str> {
+        match self.client {
+            Client::Udhcpc => self.var(busybox),
+            _ => self.var(isc),
+        }
+    }
+
+    /// Panics, showing everything the client said, unless it got a lease.
+    pub fn expect_bound(&self) -> &Lease {
+        assert!(self.bound, "{:?} got no lease:\n{self}", self.client);
+        self
+    }
+
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.pick("new_ip_address", "ip")
+            .map(|a| a.parse().unwrap())
+    }
+
+    pub fn prefix_len(&self) -> Option<u8> {
+        match self.client {
+            Client::Dhclient => self.var("new_subnet_mask").map(|m| {
+                let m: Ipv4Addr = m.parse().unwrap();
+                u32::from(m).count_ones() as u8
+            }),
+            Client::Udhcpc => self.var("mask").map(|m| m.parse().unwrap()),
+            Client::Dhcpcd => self.var("new_subnet_cidr").map(|m| m.parse().unwrap()),
+        }
+    }
+
+    pub fn routers(&self) -> Vec<Ipv4Addr> {
+        parse_ip_list(self.pick("new_routers", "router"))
+    }
+
+    pub fn dns(&self) -> Vec<Ipv4Addr> {
+        parse_ip_list(self.pick("new_domain_name_servers", "dns"))
+    }
+
+    pub fn domain(&self) -> Option<&str> {
+        self.pick("new_domain_name", "domain")
+    }
+
+    pub fn hostname(&self) -> Option<&str> {
+        self.pick("new_host_name", "hostname")
+    }
+
+    pub fn server_id(&self) -> Option<Ipv4Addr> {
+        self.pick("new_dhcp_server_identifier", "serverid")
+            .map(|a| a.parse().unwrap())
+    }
+
+    pub fn lease_time(&self) -> Option<u32> {
+        self.pick("new_dhcp_lease_time", "lease")
+            .map(|v| v.parse().unwrap())
+    }
+
+    /// T1 (option 58). udhcpc only shows it raw, as hex (`opt58`).
+    pub fn renewal_time(&self) -> Option<u32> {
+        match self.client {
+            Client::Udhcpc => self
+                .var("opt58")
+                .map(|h| u32::from_str_radix(h, 16).unwrap()),
+            _ => self
+                .var("new_dhcp_renewal_time")
+                .map(|v| v.parse().unwrap()),
+        }
+    }
+
+    pub fn mtu(&self) -> Option<u16> {
+        self.pick("new_interface_mtu", "mtu")
+            .map(|v| v.parse().unwrap())
+    }
+
+    /// Classless static routes (option 121) as (destination/len, gateway).
+    pub fn static_routes(&self) -> Vec<(String, Ipv4Addr)> {
+        match self.client {
+            Client::Dhclient => {
+                // Raw bytes: width, significant destination octets, gateway.
+                let Some(raw) = self.var("new_rfc3442_classless_static_routes") else {
+                    return Vec::new();
+                };
+                let b: Vec<u8> = raw.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < b.len() {
+                    let width = b[i];
+                    let n = (width as usize).div_ceil(8);
+                    let mut dst = [0u8; 4];
+                    dst[..n].copy_from_slice(&b[i + 1..i + 1 + n]);
+                    let gw = &b[i + 1 + n..i + 5 + n];
+                    out.push((
+                        format!("{}/{width}", Ipv4Addr::from(dst)),
+                        Ipv4Addr::new(gw[0], gw[1], gw[2], gw[3]),
+                    ));
+                    i += 5 + n;
+                }
+                out
+            }
+            Client::Udhcpc | Client::Dhcpcd => {
+                let k = if self.client == Client::Udhcpc {
+                    "staticroutes"
+                } else {
+                    "new_classless_static_routes"
+                };
+                let Some(raw) = self.var(k) else {
+                    return Vec::new();
+                };
+                let w: Vec<&str> = raw.split_whitespace().collect();
+                w.chunks(2)
+                    .map(|p| (p[0].to_string(), p[1].parse().unwrap()))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:?} on {}: bound={} status={:?} after {:.1?}, script reasons {:?}",
+            self.client, self.ifname, self.bound, self.status, self.elapsed, self.reasons
+        )?;
+        let mut keys: Vec<_> = self.vars.keys().collect();
+        keys.sort();
+        for k in keys {
+            writeln!(f, "  {k}={}", self.vars[k])?;
+        }
+        writeln!(f, "  --- client log ---")?;
+        for l in self.log.lines() {
+            writeln!(f, "  {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A guest: its namespace and the interface facing the host's tap.
+pub struct Guest {
+    pub ns: Netns,
+    pub ifname: String,
+    pub mac: String,
+    pub tap: String,
+    dir: PathBuf,
+}
+
+/// The script every client runs: it only records its environment, so no
+/// client can touch anything outside its namespace (resolv.conf, hostname).
+const DUMP_SCRIPT: &str = "#!/bin/sh\n\
+    r=\"${reason:-$1}\"\n\
+    { echo \"@@ $r\"; env; } >> \"$(dirname \"$0\")/events\"\n\
+    exit 0\n";
+
+const DHCLIENT_CONF: &str = "\
+option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+timeout @TIMEOUT@;
+initial-interval 1;
+backoff-cutoff 2;
+reboot 3;
+request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,
+        host-name, interface-mtu, rfc3442-classless-static-routes,
+        dhcp-lease-time, dhcp-renewal-time, dhcp-rebinding-time;
+";
+
+const DHCPCD_CONF: &str = "\
+script @SCRIPT@
+noipv4ll
+noarp
+nodelay
+noipv6
+noipv6rs
+clientid
+nohook resolv.conf, hostname, ntp.conf, timesyncd.conf, yp.conf
+option domain_name_servers, domain_name, host_name, interface_mtu
+option classless_static_routes, dhcp_renewal_time, dhcp_rebinding_time
+";
+
+/// Host state no client may change; checked after every client run.
+fn global_state() -> (Vec<u8>, Vec<u8>) {
+    (
+        fs::read("/etc/resolv.conf").unwrap_or_default(),
+        fs::read("/proc/sys/kernel/hostname").unwrap_or_default(),
+    )
+}
+
+static GLOBAL_STATE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+
+fn is_bound_reason(c: Client, r: &str) -> bool {
+    match c {
+        Client::Udhcpc => matches!(r, "bound" | "renew"),
+        _ => matches!(r, "BOUND" | "REBOOT" | "RENEW" | "REBIND"),
+    }
+}
+
+/// Splits the script's event log into (reason, variables) records.
+fn parse_events(text: &str) -> Vec<(String, HashMap<String, String>)> {
+    let mut out: Vec<(String, HashMap<String, String>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(r) = line.strip_prefix("@@ ") {
+            out.push((r.to_string(), HashMap::new()));
+        } else if let (Some((k, v)), Some(last)) = (line.split_once('='), out.last_mut()) {
+            last.1.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+impl Guest {
+    /// Runs `c` once on this guest's interface.
+    pub fn run_client(&self, c: Client, o: &ClientOpts) -> Lease {
+        GLOBAL_STATE.get_or_init(global_state);
+        let dir = self.dir.join(format!("{c:?}-{}", next_id()).to_lowercase());
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let script = dir.join("script");
+        fs::write(&script, DUMP_SCRIPT).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let script_s = script.to_str().unwrap().to_string();
+        let events = dir.join("events");
+        let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        let timeout = o.timeout.to_string();
+
+        let mut argv: Vec<String> = match c {
+            Client::Dhclient => {
+                let conf = DHCLIENT_CONF.replace("@TIMEOUT@", &timeout);
+                fs::write(p("dhclient.conf"), conf).unwrap();
+                if let Some(l) = &o.dhclient_lease {
+                    fs::write(p("lease"), l.replace("{IF}", &self.ifname)).unwrap();
+                }
+                // -d: stay in the foreground, so the wrapper owns it; -1: one
+                // attempt, then exit.
+                ["dhclient", "-d", "-1", "-v", "-cf"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([p("dhclient.conf"), "-sf".into(), script_s.clone()])
+                    .chain(["-lf".into(), p("lease"), "-pf".into(), p("pid")])
+                    .collect()
+            }
+            Client::Udhcpc => [
+                "udhcpc",
+                "-f",
+                "-q",
+                "-n",
+                "-t",
+                &timeout,
+                "-T",
+                "1",
+                "-O",
+                "mtu",
+                "-O",
+                "staticroutes",
+                "-O",
+                "58",
+                "-O",
+                "59",
+                "-s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([script_s.clone(), "-i".into(), self.ifname.clone()])
+            .collect(),
+            Client::Dhcpcd => {
+                let conf = DHCPCD_CONF.replace("@SCRIPT@", &script_s);
+                fs::write(p("dhcpcd.conf"), conf).unwrap();
+                // -1: exit once configured, or after -t without a lease
+                // (with -B it would keep trying forever); -4: no IPv6.
+                ["dhcpcd", "-f"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain([p("dhcpcd.conf"), "-c".into(), script_s.clone()])
+                    .chain(["-4", "-1", "-t"].iter().map(|s| s.to_string()))
+                    .chain([timeout.clone()])
+                    .collect()
+            }
+        };
+        argv.extend(o.extra.iter().cloned());
+        if c != Client::Udhcpc {
+            argv.push(self.ifname.clone());
+        }
+
+        let argv_ref: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut cmd = self.ns.command(&argv_ref);
+        cmd.env_clear().env("PATH", PATH).env("LANG", "C");
+        let log_path = dir.join("log");
+        let log = fs::File::create(&log_path).unwrap();
+        let start = Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {c:?}: {e}"));
+
+        // Done when the client exits, or (dhclient keeps running to renew)
+        // once its script has seen a bound event.
+        let deadline = Duration::from_secs(o.timeout as u64 + 5);
+        let bound_seen = || {
+            parse_events(&fs::read_to_string(&events).unwrap_or_default())
+                .iter()
+                .any(|(r, _)| is_bound_reason(c, r))
+        };
+        let mut status = poll(deadline, || {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(Some(st));
+            }
+            (c == Client::Dhclient && bound_seen()).then_some(None)
+        })
+        .flatten();
+        if status.is_none() {
+            status = terminate(&mut child, Duration::from_secs(2));
+        }
+        let elapsed = start.elapsed();
+
+        if c == Client::Dhcpcd {
+            // dhcpcd keeps a lease per interface name in its database.
+            if let Ok(rd) = fs::read_dir("/var/lib/dhcpcd") {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with(&format!("{}.", self.ifname)) {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+
+        let evs = parse_events(&fs::read_to_string(&events).unwrap_or_default());
+        let reasons = evs.iter().map(|(r, _)| r.clone()).collect();
+        let last_bound = evs.iter().rev().find(|(r, _)| is_bound_reason(c, r));
+        let lease = Lease {
+            client: c,
+            ifname: self.ifname.clone(),
+            bound: last_bound.is_some(),
+            vars: last_bound.map(|(_, v)| v.clone()).unwrap_or_default(),
+            reasons,
+            log: fs::read_to_string(&log_path).unwrap_or_default(),
+            status,
+            elapsed,
+        };
+        assert!(
+            global_state() == *GLOBAL_STATE.get().unwrap(),
+            "/etc/resolv.conf or the host name changed during a {c:?} run:\n{lease}"
+        );
+        lease
+    }
+
+    pub fn dhclient(&self, o: &ClientOpts) -> Lease {
+        self.run_client(Client::Dhclient, o)
+    }
+
+    pub fn udhcpc(&self, o: &ClientOpts) -> Lease {
+        self.run_client(Client::Udhcpc, o)
+    }
+
+    pub fn dhcpcd(&self, o: &ClientOpts) -> Lease {
+        self.run_client(Client::Dhcpcd, o)
+    }
+
+    /// Removes the IPv4 addresses and routes a client (dhcpcd) configured,
+    /// so the next client starts from scratch.
+    pub fn flush(&self) {
+        self.ns
+            .run(&["ip", "-4", "addr", "flush", "dev", &self.ifname]);
+        self.ns
+            .run(&["ip", "-4", "route", "flush", "dev", &self.ifname]);
+    }
+
+    pub fn ipv4_addrs(&self) -> String {
+        self.ns.ipv4_addrs(&self.ifname)
+    }
+}
