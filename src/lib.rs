@@ -1,6 +1,7 @@
 //! nfdhcpd: DHCP, DHCPv6 and Router Advertisement server for VM hosts
 //! (NFQUEUE), and a relay-mode DHCP server for datacenter BMCs.
 
+pub mod backend;
 pub mod binding;
 pub mod config;
 pub mod daemon;
@@ -8,10 +9,9 @@ pub mod event;
 pub mod link;
 pub mod logging;
 pub mod mac;
+pub mod metrics;
 pub mod nfqueue;
 pub mod proto;
+pub mod relay;
 pub mod state;
 pub mod watch;
-pub mod backend;
-pub mod relay;
-pub mod metrics;
