@@ -434,11 +434,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
                 return Ok(());
             }
             Signal::SIGHUP => {
-                info!(
-                    "SIGHUP: reopening logs and rescanning {}",
-                    datapath.display()
-                );
                 logger.reopen();
+                info!("SIGHUP: log reopened, rescanning {}", datapath.display());
                 let all = watch::scan(&datapath).unwrap_or_default();
                 let _ = ctrl_tx.send(Control::Rescan(all));
             }

@@ -3,13 +3,13 @@
 //! daemon handed out (so a renewal costs one call), and the answers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, info, warn};
 
 use super::{bump, fmt_map, suppressed, WarnLimiter};
-use crate::backend::{Job, JobKind, JobResult, Known, Outcome};
+use crate::backend::{Job, JobKind, JobResult, Known, Outcome, OFFER_HOLD_SECS};
 use crate::mac::MacAddr;
 use crate::proto::relay4::{self, RecvCtx, Request, Step};
 use crate::relay::{RelayPacket, RelaySender};
@@ -22,6 +22,8 @@ struct Pending {
     req: Request,
     ctx: RecvCtx,
     kind: JobKind,
+    /// When the job was made: expiries count from here, as the backend's do.
+    since: SystemTime,
 }
 
 #[derive(Default, Debug)]
@@ -46,7 +48,9 @@ pub struct RelaySide {
     jobs: Sender<Job>,
     pending: HashMap<u64, Pending>,
     by_mac: HashMap<MacAddr, u64>,
-    known: HashMap<MacAddr, Known>,
+    /// With the time the record's hold or lease runs out: after it the
+    /// record may belong to someone else, so the hint is dropped.
+    known: HashMap<MacAddr, (Known, SystemTime)>,
     next_id: u64,
     pub stats: RelayCounters,
     warn: WarnLimiter,
@@ -114,10 +118,19 @@ impl RelaySide {
                     }
                     return;
                 }
-                let known = self.known.get(&mac).filter(|k| match &kind {
-                    JobKind::Confirm { addr, .. } | JobKind::Release { addr } => k.addr == *addr,
-                    _ => false,
-                });
+                if self.known.get(&mac).is_some_and(|(_, until)| *until <= now) {
+                    self.known.remove(&mac);
+                }
+                let known = self
+                    .known
+                    .get(&mac)
+                    .map(|(k, _)| k)
+                    .filter(|k| match &kind {
+                        JobKind::Confirm { addr, .. } | JobKind::Release { addr } => {
+                            k.addr == *addr
+                        }
+                        _ => false,
+                    });
                 let id = self.next_id;
                 self.next_id += 1;
                 let job = Job {
@@ -131,7 +144,15 @@ impl RelaySide {
                     Ok(()) => {
                         self.stats.jobs += 1;
                         self.by_mac.insert(mac, id);
-                        self.pending.insert(id, Pending { req, ctx, kind });
+                        self.pending.insert(
+                            id,
+                            Pending {
+                                req,
+                                ctx,
+                                kind,
+                                since: now,
+                            },
+                        );
                     }
                     Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                         self.stats.jobs_refused += 1;
@@ -172,14 +193,23 @@ impl RelaySide {
                 if self.known.len() >= MAX_KNOWN {
                     self.known.clear();
                 }
+                // An OFFER only holds the address for a moment.
+                let secs = match p.kind {
+                    JobKind::Offer => OFFER_HOLD_SECS,
+                    _ => u64::from(l.lease_secs),
+                };
+                let until = p.since + Duration::from_secs(secs);
                 self.known.insert(
                     mac,
-                    Known {
-                        addr: l.addr,
-                        kind: l.kind,
-                        record: l.record.clone(),
-                        lease: l.clone(),
-                    },
+                    (
+                        Known {
+                            addr: l.addr,
+                            kind: l.kind,
+                            record: l.record.clone(),
+                            lease: l.clone(),
+                        },
+                        until,
+                    ),
                 );
             }
             Ok(Outcome::NoLease(why)) => {
@@ -310,10 +340,15 @@ impl RelaySide {
         info!("relay no lease: {}", fmt_map(&s.no_lease));
         info!("relay ignored: {}", fmt_map(&s.ignored));
         info!("relay backend errors: {}", fmt_map(&s.backend_errors));
-        let mut leases: Vec<(&MacAddr, &Known)> = self.known.iter().collect();
-        leases.sort_by_key(|(_, k)| k.addr);
-        for (mac, k) in leases {
-            info!("relay lease: {} {mac} {:?}", k.addr, k.kind);
+        let mut leases: Vec<(&MacAddr, &(Known, SystemTime))> = self.known.iter().collect();
+        leases.sort_by_key(|(_, (k, _))| k.addr);
+        for (mac, (k, until)) in leases {
+            info!(
+                "relay lease: {} {mac} {:?} until {}",
+                k.addr,
+                k.kind,
+                crate::logging::utc_timestamp(*until)
+            );
         }
     }
 }

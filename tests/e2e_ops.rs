@@ -1,0 +1,377 @@
+//! Operations end to end: the privilege drop seen from /proc, signals, the
+//! pid file, detaching, the metrics file and configuration errors. Each test
+//! runs the daemon in its own lab namespace with a config written here.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MAC0: &str = "aa:6b:39:22:33:44";
+const MAC1: &str = "aa:6b:39:22:33:55";
+
+/// A routed lab whose config is written by the test (user, logdir, metrics).
+struct OpsLab {
+    lab: Lab,
+    conf: PathBuf,
+    log_dir: PathBuf,
+    pid: Option<u32>,
+}
+
+impl OpsLab {
+    fn new(test: &str, extra_general: &str) -> Option<OpsLab> {
+        let mut lab = Lab::new(test)?;
+        lab.nfqueue_routed();
+        // The daemon reads bindings and writes logs after switching to nobody.
+        for d in [lab.tmp.path(), lab.bindings.as_path()] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let log_dir = lab.tmp.join("log");
+        fs::create_dir_all(&log_dir).unwrap();
+        fs::set_permissions(&log_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let conf = lab.tmp.join("ops.conf");
+        let text = format!(
+            "[general]\npidfile = {pid}\ndatapath = {data}\nlogdir = {logs}\n{extra_general}\n\
+             [dhcp]\nserver_ip = 192.0.2.1\nnameservers = 192.0.2.2\ndomain = example.com\n",
+            pid = lab.tmp.join("run/nfdhcpd.pid").display(),
+            data = lab.bindings.display(),
+            logs = log_dir.display(),
+        );
+        fs::write(&conf, text).unwrap();
+        Some(OpsLab {
+            lab,
+            conf,
+            log_dir,
+            pid: None,
+        })
+    }
+
+    fn pidfile(&self) -> PathBuf {
+        self.lab.tmp.join("run/nfdhcpd.pid")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_dir.join("nfdhcpd.log")).unwrap_or_default()
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.lab.tmp.join("ops-stderr.log")
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    /// Starts `nfdhcpd -f -d` and waits for "ready:" in its log file.
+    fn start(&mut self) -> u32 {
+        let bin = env!("CARGO_BIN_EXE_nfdhcpd");
+        let cmd = self
+            .lab
+            .host
+            .command(&[bin, "-f", "-d", "-c", self.conf.to_str().unwrap()]);
+        let pid = self.lab.host.spawn_cmd(cmd, &self.stderr_path());
+        self.pid = Some(pid);
+        let ready = poll(READY_TIMEOUT, || {
+            if self.log().contains("ready:") {
+                return Some(true);
+            }
+            self.lab.host.exited(pid).map(|_| false)
+        });
+        assert_eq!(
+            ready,
+            Some(true),
+            "not ready; stderr:\n{}\nlog:\n{}",
+            self.stderr(),
+            self.log()
+        );
+        pid
+    }
+
+    fn wait_log(&self, needle: &str) {
+        let found = poll(Duration::from_secs(5), || {
+            self.log().contains(needle).then_some(())
+        });
+        assert!(found.is_some(), "no {needle:?} in log:\n{}", self.log());
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// The `Name:\tvalue` line of /proc/PID/status.
+fn status_field(pid: u32, name: &str) -> String {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// After start-up the daemon is nobody with CAP_NET_ADMIN and CAP_NET_RAW
+/// only, and still answers, also for a binding that appears afterwards.
+#[test]
+fn runs_as_nobody_with_two_capabilities() {
+    let Some(mut ops) = OpsLab::new("runs_as_nobody", "user = nobody") else {
+        return;
+    };
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let pid = ops.start();
+    ops.wait_log("running as nobody");
+
+    let nobody = "65534";
+    let uids: Vec<String> = status_field(pid, "Uid")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(uids, vec![nobody; 4], "real, effective, saved, fs uid");
+    let gids: Vec<String> = status_field(pid, "Gid")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(gids.len(), 4);
+    assert!(
+        gids.iter().all(|g| g == &gids[0] && g != "0"),
+        "gids {gids:?}"
+    );
+    assert_eq!(status_field(pid, "Groups"), "", "supplementary groups");
+    // Bits 12 (CAP_NET_ADMIN) and 13 (CAP_NET_RAW).
+    assert_eq!(status_field(pid, "CapPrm"), "0000000000003000");
+    assert_eq!(status_field(pid, "CapEff"), "0000000000003000");
+    assert_eq!(status_field(pid, "CapInh"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapBnd"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapAmb"), "0000000000000000");
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+
+    let l = g0.dhclient(&ClientOpts::default());
+    assert_eq!(l.expect_bound().ip(), Some("192.0.2.100".parse().unwrap()));
+
+    // A binding and an interface that come after the switch.
+    let g1 = ops.lab.guest("tap1", MAC1);
+    ops.lab
+        .write_binding(&Binding::new("tap1", "192.0.2.101", MAC1));
+    ops.wait_log("binding tap1 added");
+    let l = g1.udhcpc(&ClientOpts::default());
+    assert_eq!(l.expect_bound().ip(), Some("192.0.2.101".parse().unwrap()));
+}
+
+/// SIGHUP reopens the log file (after a rotation) and rescans; SIGUSR1 logs
+/// the binding table and counters; SIGTERM exits 0 within 2 s and removes
+/// the pid file.
+#[test]
+fn signals() {
+    let Some(mut ops) = OpsLab::new("signals", "user = nobody") else {
+        return;
+    };
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let pid = ops.start();
+    assert_eq!(
+        fs::read_to_string(ops.pidfile()).unwrap().trim(),
+        pid.to_string()
+    );
+    g0.dhclient(&ClientOpts::default()).expect_bound();
+
+    signal(pid, "USR1");
+    ops.wait_log("--- counters ---");
+    let log = ops.log();
+    assert!(log.contains("binding tap0: mac aa:6b:39:22:33:44"), "{log}");
+    assert!(log.contains("answers: DHCPACK 1, DHCPOFFER 1"), "{log}");
+    assert!(log.contains("requests: dhcp 2"), "{log}");
+    assert!(log.contains("channel_drops 0"), "{log}");
+
+    // logrotate: move the file away, HUP, the daemon writes a new one.
+    let rotated = ops.log_dir.join("nfdhcpd.log.1");
+    fs::rename(ops.log_dir.join("nfdhcpd.log"), &rotated).unwrap();
+    signal(pid, "HUP");
+    ops.wait_log("SIGHUP: log reopened, rescanning");
+    ops.wait_log("1 bindings in force");
+    assert!(!fs::read_to_string(&rotated).unwrap().contains("SIGHUP"));
+
+    let t = Instant::now();
+    let st = ops.lab.host.stop(pid, Duration::from_secs(2));
+    let took = t.elapsed();
+    match st {
+        Some(st) => assert!(st.success(), "exit status {st}"),
+        None => panic!("still running after SIGTERM; log:\n{}", ops.log()),
+    }
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(!ops.pidfile().exists(), "pid file left behind");
+    assert!(ops.log().contains("SIGTERM received"));
+}
+
+/// A second daemon refuses to start while the first holds the pid file; a
+/// stale pid file (dead pid) is replaced.
+#[test]
+fn pid_file_guards_one_instance() {
+    let Some(mut ops) = OpsLab::new("pid_file_guard", "") else {
+        return;
+    };
+    let pid = ops.start();
+    let bin = env!("CARGO_BIN_EXE_nfdhcpd");
+    let out = ops
+        .lab
+        .host
+        .command(&[bin, "-f", "-c", ops.conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("another nfdhcpd (pid {pid}) holds")),
+        "{err}"
+    );
+    ops.lab.host.stop(pid, Duration::from_secs(2)).unwrap();
+
+    // A pid that cannot be alive; a fresh log so "ready:" is the new one's.
+    fs::create_dir_all(ops.pidfile().parent().unwrap()).unwrap();
+    fs::write(ops.pidfile(), "4194304\n").unwrap();
+    fs::remove_file(ops.log_dir.join("nfdhcpd.log")).unwrap();
+    let pid = ops.start();
+    assert_eq!(
+        fs::read_to_string(ops.pidfile()).unwrap().trim(),
+        pid.to_string()
+    );
+}
+
+/// Without -f the daemon detaches: the command returns 0 at once, the pid
+/// file names the background process, and that process answers.
+#[test]
+fn detaches_without_foreground() {
+    let Some(ops) = OpsLab::new("detaches", "") else {
+        return;
+    };
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let bin = env!("CARGO_BIN_EXE_nfdhcpd");
+    let st = ops
+        .lab
+        .host
+        .command(&[bin, "-c", ops.conf.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    let pid: u32 = poll(Duration::from_secs(5), || {
+        fs::read_to_string(ops.pidfile())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+    .expect("no pid file");
+    ops.wait_log("ready:");
+    assert_eq!(status_field(pid, "Name"), "nfdhcpd");
+    // Detached: another session than ours, no controlling terminal.
+    let stat = |p: &str| -> Vec<String> {
+        let s = fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        s.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let (daemon, me) = (stat(&pid.to_string()), stat("self"));
+    assert_ne!(daemon[3], me[3], "session\n{daemon:?}");
+    assert_eq!(daemon[4], "0", "controlling terminal\n{daemon:?}");
+    let l = g0.dhclient(&ClientOpts::default());
+    assert_eq!(l.expect_bound().ip(), Some("192.0.2.100".parse().unwrap()));
+    signal(pid, "TERM");
+    let gone = poll(Duration::from_secs(2), || {
+        (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
+    assert!(gone.is_some(), "daemon still running after SIGTERM");
+}
+
+/// The metrics file carries the counters in the Prometheus text format.
+#[test]
+fn metrics_file() {
+    let Some(mut probe) = OpsLab::new("metrics_file", "") else {
+        return;
+    };
+    let metrics = probe.lab.tmp.join("nfdhcpd.prom");
+    let conf = fs::read_to_string(&probe.conf).unwrap().replace(
+        "[dhcp]",
+        &format!("metrics_file = {}\n\n[dhcp]", metrics.display()),
+    );
+    fs::write(&probe.conf, conf).unwrap();
+    let g0 = probe.lab.guest("tap0", MAC0);
+    probe
+        .lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    probe.start();
+    g0.dhclient(&ClientOpts::default()).expect_bound();
+    let text = poll(Duration::from_secs(12), || {
+        let t = fs::read_to_string(&metrics).ok()?;
+        t.contains("nfdhcpd_answers_total{type=\"DHCPACK\"} 1")
+            .then_some(t)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "metrics never showed the ACK: {:?}",
+            fs::read_to_string(&metrics)
+        )
+    });
+    assert!(
+        text.contains("# TYPE nfdhcpd_bindings gauge\nnfdhcpd_bindings 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nfdhcpd_queue_received_total{queue=\"42\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nfdhcpd_queue_channel_drops_total{queue=\"42\"} 0"),
+        "{text}"
+    );
+}
+
+/// A bad value is one line naming file, section, key and problem; exit 2.
+#[test]
+fn config_errors_exit_2() {
+    let tmp = TempDir::new("config_errors");
+    let conf = tmp.join("bad.conf");
+    fs::write(&conf, "[dhcp]\nlease_lifetime = soon # one week\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nfdhcpd"))
+        .args(["--check-config", "-c", conf.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let line = err.trim_end();
+    assert!(
+        line.starts_with(&format!(
+            "nfdhcpd: {}: [dhcp] lease_lifetime: ",
+            conf.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("soon"), "{line}");
+
+    let good = tmp.join("good.conf");
+    fs::write(&good, include_str!("../etc/nfdhcpd.conf")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nfdhcpd"))
+        .args(["--check-config", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_nfdhcpd"))
+        .args(["-c", tmp.join("missing.conf").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
