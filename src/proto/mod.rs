@@ -2,6 +2,8 @@
 //! files or clocks in here.
 
 pub mod bootp;
+#[cfg(test)]
+pub(crate) mod captures;
 pub mod dhcp4;
 pub mod dhcp6;
 pub mod frame;

@@ -833,6 +833,7 @@ fn write_options(
 mod tests {
     use super::*;
     use crate::backend::{Boot, LeaseKind};
+    use crate::proto::captures::{capture, pcap_frames};
     use crate::proto::frame;
     use dhcproto::v4::{DhcpOptions, Flags};
 
@@ -861,11 +862,6 @@ mod tests {
     ];
 
     // ---- inputs ------------------------------------------------------------
-
-    fn capture(name: &str) -> Vec<u8> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures/").to_string() + name;
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     /// A captured datagram: UDP source, IP destination and DHCP payload.
     #[derive(Debug, Clone)]
@@ -898,34 +894,15 @@ mod tests {
     /// The frames of a classic pcap file (24-byte global header, then
     /// records of a 16-byte header and the captured bytes).
     fn pcap_captures(name: &str) -> Vec<Captured> {
-        let data = capture(name);
-        let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
-        let little = match magic {
-            0xa1b2_c3d4 | 0xa1b2_3c4d => true,
-            0xd4c3_b2a1 | 0x4d3c_b2a1 => false,
-            _ => panic!("{name}: not a pcap file"),
-        };
-        let u32_at = |off: usize| {
-            let b: [u8; 4] = data[off..off + 4].try_into().unwrap();
-            if little {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            }
-        };
-        assert_eq!(u32_at(20) & 0x0fff_ffff, 1, "{name}: link type Ethernet");
-        let mut out = Vec::new();
-        let mut off = 24;
-        while off < data.len() {
-            let caplen = u32_at(off + 8) as usize;
-            let eth = frame::parse_ethernet(&data[off + 16..off + 16 + caplen]).unwrap();
-            assert_eq!(eth.ethertype, frame::ETHERTYPE_IPV4);
-            assert_eq!(eth.src, CLIENT, "{name}");
-            out.push(from_ip(name, eth.payload));
-            off += 16 + caplen;
-        }
-        assert_eq!(off, data.len(), "{name}: trailing bytes");
-        out
+        pcap_frames(name)
+            .iter()
+            .map(|f| {
+                let eth = frame::parse_ethernet(f).unwrap();
+                assert_eq!(eth.ethertype, frame::ETHERTYPE_IPV4);
+                assert_eq!(eth.src, CLIENT, "{name}");
+                from_ip(name, eth.payload)
+            })
+            .collect()
     }
 
     fn pcap_capture(name: &str) -> Captured {
