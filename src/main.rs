@@ -10,7 +10,7 @@ use crossbeam_channel::bounded;
 use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
-use nfdhcpd::backend::{nautobot, workers, Backend};
+use nfdhcpd::backend::{nautobot, netbox, workers, Backend};
 use nfdhcpd::config::{self, Config};
 use nfdhcpd::config::{BackendKind, Ipv6Mode};
 use nfdhcpd::daemon::{self, PidFile};
@@ -204,7 +204,11 @@ fn make_backend(cfg: &Config) -> Result<Arc<dyn Backend>, String> {
             let b = nautobot::Nautobot::new(&cfg.nautobot, token, cfg.relay.lease_time)?;
             Ok(Arc::new(b))
         }
-        BackendKind::Netbox => Err("the netbox backend is not available in this version".into()),
+        BackendKind::Netbox => {
+            let token = nautobot::load_token(&cfg.netbox, "NETBOX_TOKEN")?;
+            let b = netbox::Netbox::new(&cfg.netbox, token, cfg.relay.lease_time)?;
+            Ok(Arc::new(b))
+        }
     }
 }
 
