@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # nfdhcpd in five seconds: a VM host and a guest, each a network namespace,
 # joined by a veth pair whose host end is called tap0. nfdhcpd runs in the
-# host namespace behind an iptables NFQUEUE rule; ISC dhclient in the guest
-# gets the address and routes written in the binding file for tap0.
+# host namespace behind iptables and ip6tables NFQUEUE rules; ISC dhclient in
+# the guest gets the address and routes written in the binding file for tap0,
+# the guest kernel forms its IPv6 address from nfdhcpd's Router
+# Advertisements (SLAAC), and dhclient -6 -S gets the IPv6 DNS settings.
 #
 # Run as root:   tests/demo.sh
 # Nothing outside the two namespaces is touched; everything is removed on
@@ -17,7 +19,7 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 
-PACKAGES=(isc-dhcp-client iproute2 iptables busybox)
+PACKAGES=(isc-dhcp-client iproute2 iptables busybox ndisc6)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
@@ -41,6 +43,9 @@ TMP=$(mktemp -d /tmp/nfdhcpd-demo.XXXXXX)
 chmod 755 "$TMP"
 DAEMON_PID=
 DHCLIENT_PID=
+GUEST_MAC=aa:6b:39:22:33:44
+# The address the guest kernel forms by SLAAC from its MAC in SUBNET6.
+EUI64=2001:db8:aaaa:bbbb:a86b:39ff:fe22:3344
 
 cleanup() {
     set +e
@@ -71,7 +76,7 @@ ip netns add "$GUEST"
 h ip link set lo up
 g ip link set lo up
 h ip link add tap0 type veth peer name eth0 netns "$GUEST"
-g ip link set dev eth0 address aa:6b:39:22:33:44
+g ip link set dev eth0 address "$GUEST_MAC"
 h ip addr add 192.0.2.1/24 dev tap0
 h ip link set tap0 up
 g ip link set eth0 up
@@ -80,11 +85,11 @@ echo "== firewall (host namespace): DHCP from taps to NFQUEUE 42"
 h iptables -t mangle -A PREROUTING -i tap+ -p udp --dport 67 -j NFQUEUE --queue-num 42
 h iptables -t mangle -S PREROUTING | sed 's/^/   /'
 
-# ---- IPv6 (to come) --------------------------------------------------------
-# Host: ip6tables rules for RS (43), NS (44) and DHCPv6 (45) on tap+, and
-# SUBNET6/GATEWAY6 in the binding below. Guest: rdisc6 eth0, the kernel's
-# SLAAC address, dhclient -6 -S for DNS. Then set enable_ipv6 = yes below.
-# -----------------------------------------------------------------------------
+echo "== firewall (host namespace): IPv6 RS, NS and DHCPv6 from taps to NFQUEUE 43, 44, 45"
+h ip6tables -t mangle -A PREROUTING -i tap+ -p ipv6-icmp --icmpv6-type router-solicitation -j NFQUEUE --queue-num 43
+h ip6tables -t mangle -A PREROUTING -i tap+ -p ipv6-icmp --icmpv6-type neighbour-solicitation -j NFQUEUE --queue-num 44
+h ip6tables -t mangle -A PREROUTING -i tap+ -p udp --dport 547 -j NFQUEUE --queue-num 45
+h ip6tables -t mangle -S PREROUTING | sed 's/^/   /'
 
 echo "== config: etc/nfdhcpd.conf with paths moved to $TMP"
 mkdir -p "$TMP/bindings" "$TMP/log"
@@ -92,7 +97,7 @@ if [[ -f etc/nfdhcpd.conf ]]; then
     sed -e "s|^pidfile *=.*|pidfile = $TMP/nfdhcpd.pid|" \
         -e "s|^datapath *=.*|datapath = $TMP/bindings|" \
         -e "s|^logdir *=.*|logdir = $TMP/log|" \
-        -e "s|^enable_ipv6 *=.*|enable_ipv6 = no|" \
+        -e "s|^enable_ipv6 *=.*|enable_ipv6 = yes|" \
         etc/nfdhcpd.conf >"$TMP/nfdhcpd.conf"
 else
     cat >"$TMP/nfdhcpd.conf" <<EOF
@@ -107,24 +112,26 @@ server_ip = 192.0.2.1
 nameservers = 192.0.2.2, 192.0.2.3
 domain = example.com
 [ipv6]
-enable_ipv6 = no
+enable_ipv6 = yes
+nameservers = 2001:db8:100::1, 2001:db8:200::2
+domains = example.com
 EOF
 fi
-grep -E '^(pidfile|datapath|logdir|user|server_ip|nameservers|domain|enable_ipv6) *=' \
+grep -E '^(pidfile|datapath|logdir|user|server_ip|nameservers|domains?|enable_ipv6) *=' \
     "$TMP/nfdhcpd.conf" | sed 's/^/   /'
 
 echo "== binding file $TMP/bindings/tap0"
 cat >"$TMP/bindings/.tap0.tmp" <<EOF
 INDEV=tap0
 IP=192.0.2.100
-MAC=aa:6b:39:22:33:44
+MAC=$GUEST_MAC
 HOSTNAME=demo-vm.example.com
 TAGS=""
 GATEWAY=192.0.2.1
 SUBNET=192.0.2.0/24
-GATEWAY6=
-SUBNET6=
-EUI64=
+GATEWAY6=2001:db8:aaaa:bbbb::1
+SUBNET6=2001:db8:aaaa:bbbb::/64
+EUI64=$EUI64
 PRIVATE=
 MTU=1400
 MACSPOOF=
@@ -219,6 +226,55 @@ echo "== guest: ip route"
 g ip route | sed 's/^/   /'
 echo "== guest: ping the host (192.0.2.1)"
 g busybox ping -c 1 -W 2 192.0.2.1 | sed 's/^/   /'
+
+echo
+# The guest may only send from its link-local address once duplicate address
+# detection has passed it, a second or two after the interface came up.
+for _ in $(seq 50); do
+    g ip -6 addr show dev eth0 scope link | grep -q tentative || break
+    sleep 0.1
+done
+echo "== guest: rdisc6 eth0 (a Router Solicitation, nfdhcpd's Router Advertisement)"
+g rdisc6 -1 -n eth0 | sed 's/^/   /'
+# The guest kernel takes that RA too (and the one nfdhcpd sent when it
+# started): it forms the EUI-64 address in SUBNET6 and a default route via
+# the tap's link-local address, once DAD has passed that address as well.
+for _ in $(seq 100); do
+    addrs=$(g ip -6 addr show dev eth0)
+    if grep -q "inet6 $EUI64/64" <<<"$addrs" && ! grep -q tentative <<<"$addrs" &&
+        g ip -6 route | grep -q '^default'; then
+        break
+    fi
+    sleep 0.1
+done
+# nfdhcpd answers from the EUI-64 link-local address of tap0's MAC, which is
+# also the address the host kernel gave tap0.
+TAP_LL=$(h ip -6 -o addr show dev tap0 scope link | awk '{print $4}' | cut -d/ -f1)
+echo "== guest: ip -6 addr show dev eth0 (the SLAAC address is the binding's EUI64)"
+g ip -6 addr show dev eth0 | sed 's/^/   /'
+echo "== guest: ip -6 route (default via tap0's link-local address $TAP_LL)"
+g ip -6 route | sed 's/^/   /'
+if ! g ip -6 addr show dev eth0 | grep -q "inet6 $EUI64/64" ||
+    ! g ip -6 route | grep -q "^default via $TAP_LL dev eth0"; then
+    echo "the guest has no SLAAC address or no default route via $TAP_LL; nfdhcpd said:" >&2
+    cat "$TMP/nfdhcpd.stderr" >&2
+    exit 1
+fi
+
+echo "== guest: dhclient -6 -S (Information-Request for the IPv6 DNS settings)"
+printf '#!/bin/sh\nenv | grep "^new_dhcp6_" | sort > "%s"\n' "$TMP/info6.env" >"$TMP/guest-script6"
+chmod 755 "$TMP/guest-script6"
+: >"$TMP/dhclient6.conf"
+# -1: one try; with -S dhclient exits once answered.
+if ! timeout 15 ip netns exec "$GUEST" dhclient -6 -S -d -1 -v -cf "$TMP/dhclient6.conf" \
+    -sf "$TMP/guest-script6" -lf "$TMP/dhclient6.leases" -pf "$TMP/dhclient6.pid" eth0 \
+    2>"$TMP/dhclient6.log" || [[ ! -s $TMP/info6.env ]]; then
+    sed 's/^/   /' "$TMP/dhclient6.log" >&2
+    echo "dhclient -6 got no answer; nfdhcpd said:" >&2
+    cat "$TMP/nfdhcpd.stderr" >&2
+    exit 1
+fi
+sed 's/^/   /' "$TMP/info6.env"
 echo "== nfdhcpd log"
 grep -v ': debug: ' "$TMP/nfdhcpd.stderr" | sed 's/^/   /'
 

@@ -1,18 +1,22 @@
 //! End-to-end test harness: network namespaces joined by veth pairs whose
-//! host ends are named like taps, the daemon, dnsmasq and real DHCP clients.
+//! host ends are named like taps, the daemon, dnsmasq, real DHCP clients
+//! and the IPv6 tools (rdisc6, ndisc6, dhclient -6, tcpdump).
 //!
 //! Safety rules: everything is created inside namespaces made here (names
-//! `nfdt-<pid>-<n>-<role>`), iptables and sysctl are only run inside them,
-//! and processes are only ever stopped by PID. Guards clean up in `Drop`, so
-//! a panicking test leaves nothing behind.
+//! `nfdt-<pid>-<n>-<role>`), iptables, ip6tables and sysctl are only run
+//! inside them, and processes are only ever stopped by PID. Guards clean up
+//! in `Drop`, so a panicking test leaves nothing behind.
 
 // Each test crate uses a different part of the harness.
 #![allow(dead_code)]
 
+/// Relay mode: router with dhcrelay, daemon namespaces, Nautobot.
+pub mod relay;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -26,6 +30,10 @@ use nix::unistd::Pid;
 
 /// Queue number the NFQUEUE rules and the test config use.
 pub const QUEUE: u16 = 42;
+/// IPv6 queues: Router Solicitations, Neighbor Solicitations, DHCPv6.
+pub const RS_QUEUE: u16 = 43;
+pub const NS_QUEUE: u16 = 44;
+pub const DHCP6_QUEUE: u16 = 45;
 /// How long the daemon gets to print `ready:`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// PATH for everything started here: the test runner's PATH may point into
@@ -236,6 +244,72 @@ impl Netns {
     pub fn routes(&self) -> String {
         self.run(&["ip", "-4", "route", "show"])
     }
+
+    /// The MAC address of `dev` inside, lower case.
+    pub fn mac_of(&self, dev: &str) -> String {
+        let out = self.run(&["ip", "-o", "link", "show", "dev", dev]);
+        let mut w = out.split_whitespace();
+        w.find(|t| *t == "link/ether")
+            .and_then(|_| w.next())
+            .unwrap_or_else(|| panic!("no MAC address for {dev}: {out}"))
+            .to_lowercase()
+    }
+
+    /// The IPv6 addresses on `dev` inside.
+    pub fn addrs6(&self, dev: &str) -> Vec<Addr6> {
+        let out = self.run(&["ip", "-6", "-o", "addr", "show", "dev", dev]);
+        out.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.find(|t| *t == "inet6")?;
+                let (a, len) = w.next()?.split_once('/')?;
+                Some(Addr6 {
+                    addr: a.parse().ok()?,
+                    prefix_len: len.parse().ok()?,
+                    line: l.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until `dev` has the link-local address of its MAC and it
+    /// passed duplicate address detection: until then the kernel neither
+    /// answers for it nor lets clients send from it.
+    pub fn wait_link_local(&self, dev: &str, timeout: Duration) -> Ipv6Addr {
+        let ll = link_local(&self.mac_of(dev));
+        poll(timeout, || {
+            self.addrs6(dev)
+                .into_iter()
+                .find(|a| a.addr == ll && !a.tentative() && !a.dadfailed())
+                .map(|a| a.addr)
+        })
+        .unwrap_or_else(|| panic!("no usable {ll} on {dev}: {:?}", self.addrs6(dev)))
+    }
+
+    /// tcpdump on `dev` inside, printing link-layer headers and decoded
+    /// packets (`-e -n -v`) to `log`; returns once it captures.
+    pub fn tcpdump(&self, dev: &str, filter: &str, log: &Path) -> Capture {
+        let pid = self.spawn(&["tcpdump", "-l", "-e", "-n", "-v", "-i", dev, filter], log);
+        let ok = poll(Duration::from_secs(10), || {
+            if self.exited(pid).is_some() {
+                return Some(false);
+            }
+            fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("listening on")
+                .then_some(true)
+        });
+        if ok != Some(true) {
+            panic!(
+                "tcpdump did not start; log:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        Capture {
+            pid,
+            log: log.to_path_buf(),
+        }
+    }
 }
 
 fn ns_pids(name: &str) -> Vec<i32> {
@@ -298,6 +372,10 @@ pub struct Binding {
     pub hostname: String,
     pub gateway: Option<Ipv4Addr>,
     pub subnet: Option<String>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub subnet6: Option<String>,
+    pub eui64: Option<Ipv6Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub private: bool,
     pub mtu: Option<u16>,
     pub macspoof: bool,
@@ -314,10 +392,26 @@ impl Binding {
             hostname: format!("vm-{tap}"),
             gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
             subnet: Some("192.0.2.0/24".to_string()),
+            gateway6: None,
+            subnet6: None,
+            eui64: None,
+            ip6: None,
             private: false,
             mtu: None,
             macspoof: false,
         }
+    }
+
+    /// Adds IPv6 the way the VM manager writes it: SUBNET6 (a /64), its
+    /// first address as GATEWAY6 and the guest's EUI-64 address in it.
+    pub fn with_ipv6(mut self, subnet6: &str) -> Binding {
+        let (net, len) = subnet6.split_once('/').expect("SUBNET6 needs a length");
+        assert_eq!(len, "64", "SLAAC needs a /64");
+        let net: Ipv6Addr = net.parse().unwrap();
+        self.subnet6 = Some(subnet6.to_string());
+        self.gateway6 = Some(Ipv6Addr::from(u128::from(net) | 1));
+        self.eui64 = Some(eui64(net, &self.mac));
+        self
     }
 
     /// Prefix length of SUBNET.
@@ -333,16 +427,21 @@ impl Binding {
     /// empty meaning unset).
     pub fn text(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_default();
+        let opt6 = |v: Option<Ipv6Addr>| v.map(|a| a.to_string()).unwrap_or_default();
         let flag = |b: bool| if b { "1" } else { "" };
         format!(
             "INDEV={}\nIP={}\nMAC={}\nHOSTNAME={}\nTAGS=\"\"\nGATEWAY={}\nSUBNET={}\n\
-             GATEWAY6=\nSUBNET6=\nEUI64=\nPRIVATE={}\nMTU={}\nMACSPOOF={}\n",
+             GATEWAY6={}\nSUBNET6={}\nEUI64={}\nIP6={}\nPRIVATE={}\nMTU={}\nMACSPOOF={}\n",
             self.indev.as_deref().unwrap_or(&self.tap),
             self.ip,
             self.mac,
             self.hostname,
             opt(self.gateway.map(|g| g.to_string())),
             opt(self.subnet.clone()),
+            opt6(self.gateway6),
+            opt(self.subnet6.clone()),
+            opt6(self.eui64),
+            opt6(self.ip6),
             flag(self.private),
             opt(self.mtu.map(|m| m.to_string())),
             flag(self.macspoof),
@@ -350,7 +449,7 @@ impl Binding {
     }
 }
 
-/// The `[dhcp]` settings of the test config.
+/// The `[dhcp]` and `[ipv6]` settings of the test config.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
     pub server_ip: String,
@@ -358,6 +457,20 @@ pub struct DaemonConfig {
     pub lease_renewal: u32,
     pub nameservers: Vec<String>,
     pub domain: String,
+    /// Off by default: the `[ipv6]` keys below are only written when on.
+    pub enable_ipv6: bool,
+    /// `[ipv6] mode`: auto, slaac, slaac+dhcpv6 or dhcpv6.
+    pub mode: String,
+    pub ra_period: u32,
+    /// `[ipv6] nameservers`.
+    pub nameservers6: Vec<String>,
+    /// `[ipv6] domains`.
+    pub domains: Vec<String>,
+    /// The lifetimes are left to the daemon's defaults when None.
+    pub router_lifetime: Option<u32>,
+    pub prefix_valid_lifetime: Option<u32>,
+    pub prefix_preferred_lifetime: Option<u32>,
+    pub dns_lifetime: Option<u32>,
 }
 
 impl Default for DaemonConfig {
@@ -368,7 +481,56 @@ impl Default for DaemonConfig {
             lease_renewal: 600,
             nameservers: vec!["192.0.2.2".into(), "192.0.2.3".into()],
             domain: "example.com".into(),
+            enable_ipv6: false,
+            mode: "auto".into(),
+            ra_period: 300,
+            nameservers6: vec!["2001:db8:100::1".into(), "2001:db8:200::2".into()],
+            domains: vec!["example.com".into(), "vm.example.org".into()],
+            router_lifetime: None,
+            prefix_valid_lifetime: None,
+            prefix_preferred_lifetime: None,
+            dns_lifetime: None,
         }
+    }
+}
+
+impl DaemonConfig {
+    /// The default config with IPv6 served in `mode`, periodic RAs every
+    /// `ra_period` seconds.
+    pub fn ipv6(mode: &str, ra_period: u32) -> DaemonConfig {
+        DaemonConfig {
+            enable_ipv6: true,
+            mode: mode.into(),
+            ra_period,
+            ..Default::default()
+        }
+    }
+
+    /// The `[ipv6]` section.
+    fn ipv6_section(&self) -> String {
+        if !self.enable_ipv6 {
+            return "[ipv6]\nenable_ipv6 = no\n".into();
+        }
+        let mut s = format!(
+            "[ipv6]\nenable_ipv6 = yes\nmode = {}\nra_period = {}\nrs_queue = {RS_QUEUE}\n\
+             ns_queue = {NS_QUEUE}\ndhcpv6_queue = {DHCP6_QUEUE}\nnameservers = {}\n\
+             domains = {}\n",
+            self.mode,
+            self.ra_period,
+            self.nameservers6.join(", "),
+            self.domains.join(", "),
+        );
+        for (k, v) in [
+            ("router_lifetime", self.router_lifetime),
+            ("prefix_valid_lifetime", self.prefix_valid_lifetime),
+            ("prefix_preferred_lifetime", self.prefix_preferred_lifetime),
+            ("dns_lifetime", self.dns_lifetime),
+        ] {
+            if let Some(v) = v {
+                s += &format!("{k} = {v}\n");
+            }
+        }
+        s
     }
 }
 
@@ -419,45 +581,168 @@ impl Lab {
     /// Bridged setup: taps become ports of br0 and bridged DHCP goes to the
     /// queue through br_netfilter and the physdev match.
     pub fn nfqueue_bridged(&mut self) {
-        self.host.run_words("ip link add br0 type bridge");
-        self.host.run_words("ip link set br0 up");
+        self.bridge();
         self.host
             .run_words("sysctl -qw net.bridge.bridge-nf-call-iptables=1");
         self.host.run_words(&format!(
             "iptables -t mangle -A PREROUTING -p udp -m physdev --physdev-in tap+ \
              --dport 67 -j NFQUEUE --queue-num {QUEUE}"
         ));
-        self.bridged = true;
+    }
+
+    /// br0, once; guests made from now on join it.
+    fn bridge(&mut self) {
+        if !self.bridged {
+            self.host.run_words("ip link add br0 type bridge");
+            self.host.run_words("ip link set br0 up");
+            self.bridged = true;
+        }
+    }
+
+    /// Routed IPv6: Router and Neighbor Solicitations and DHCPv6 from any
+    /// tap go to their queues (the rules of the README).
+    pub fn nfqueue6_routed(&mut self) {
+        for m in IPV6_MATCHES {
+            self.host
+                .run_words(&format!("ip6tables -t mangle -A PREROUTING -i tap+ {m}"));
+        }
+    }
+
+    /// Bridged IPv6: the same three rules with the physdev match, and
+    /// br_netfilter handing bridged IPv6 to ip6tables.
+    pub fn nfqueue6_bridged(&mut self) {
+        self.bridge();
+        self.host
+            .run_words("sysctl -qw net.bridge.bridge-nf-call-ip6tables=1");
+        for m in IPV6_MATCHES {
+            self.host.run_words(&format!(
+                "ip6tables -t mangle -A PREROUTING -m physdev --physdev-in tap+ {m}"
+            ));
+        }
     }
 
     /// A guest namespace joined to the host by veth `tap` (host side) and a
     /// uniquely named guest interface with MAC `mac`. Both ends are up; in a
     /// bridged lab the tap joins br0.
     pub fn guest(&self, tap: &str, mac: &str) -> Guest {
+        let g = self.guest_down(tap, mac);
+        g.up();
+        g
+    }
+
+    /// Like [`Lab::guest`], but the guest's interface stays down, so that
+    /// its sysctls can be set before the kernel starts IPv6 on it.
+    pub fn guest_down(&self, tap: &str, mac: &str) -> Guest {
         let id = next_id();
         let ns = Netns::new(&format!("g{id}"));
         // Unique across namespaces: dhcpcd keeps per-interface files in /run.
         let ifname = format!("g{}-{id}", std::process::id());
         assert!(ifname.len() <= 15, "{ifname} is too long for an interface");
-        self.host.run(&[
-            "ip", "link", "add", tap, "type", "veth", "peer", "name", &ifname, "netns", &ns.name,
-        ]);
-        ns.run(&["ip", "link", "set", "dev", &ifname, "address", mac]);
-        ns.run(&["ip", "link", "set", "dev", &ifname, "up"]);
-        if self.bridged {
-            self.host
-                .run(&["ip", "link", "set", "dev", tap, "master", "br0"]);
-        }
-        self.host.run(&["ip", "link", "set", "dev", tap, "up"]);
         let dir = self.tmp.join(&ifname);
         fs::create_dir_all(&dir).unwrap();
-        Guest {
+        let g = Guest {
             ns,
             ifname,
             mac: mac.to_string(),
             tap: tap.to_string(),
             dir,
+        };
+        self.add_veth(&g);
+        g
+    }
+
+    /// Creates `g`'s veth pair; the host end up (in br0 if bridged), the
+    /// guest end down.
+    fn add_veth(&self, g: &Guest) {
+        self.host.run(&[
+            "ip", "link", "add", &g.tap, "type", "veth", "peer", "name", &g.ifname, "netns",
+            &g.ns.name,
+        ]);
+        g.ns.run(&["ip", "link", "set", "dev", &g.ifname, "address", &g.mac]);
+        if self.bridged {
+            self.host
+                .run(&["ip", "link", "set", "dev", &g.tap, "master", "br0"]);
         }
+        self.host.run(&["ip", "link", "set", "dev", &g.tap, "up"]);
+    }
+
+    /// Deletes `g`'s tap, which takes the guest's end with it, as when a VM
+    /// stops.
+    pub fn delete_tap(&self, g: &Guest) {
+        self.host.run(&["ip", "link", "del", "dev", &g.tap]);
+        let gone = poll(Duration::from_secs(5), || {
+            let out = g.ns.try_run(&["ip", "link", "show", "dev", &g.ifname]);
+            (!out.status.success()).then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "{} still there after deleting {}",
+            g.ifname,
+            g.tap
+        );
+    }
+
+    /// Creates `g`'s tap again under the same names (a restarted VM); the
+    /// guest end is down, as after [`Lab::guest_down`].
+    pub fn recreate_tap(&self, g: &Guest) {
+        self.add_veth(g);
+    }
+
+    /// Counts, in the host's filter INPUT chain, the RS, NS and DHCPv6
+    /// packets from `tap` that reach the host's own stack, i.e. that the
+    /// queue let through.
+    pub fn count_input6(&self, tap: &str) {
+        for m in INPUT6_MATCHES {
+            self.host
+                .run_words(&format!("ip6tables -A INPUT -i {tap} {m}"));
+        }
+    }
+
+    /// The counters set up by [`Lab::count_input6`].
+    pub fn input6_counts(&self, tap: &str) -> Input6Counts {
+        let rules = self.host.run(&["ip6tables", "-S", "INPUT", "-v"]);
+        let count = |what: &str| -> u64 {
+            let prefix = format!("-A INPUT -i {tap} ");
+            let line = rules
+                .lines()
+                .find(|l| l.starts_with(&prefix) && l.contains(what))
+                .unwrap_or_else(|| panic!("no INPUT rule for {tap} {what}:\n{rules}"));
+            let (_, c) = line.rsplit_once(" -c ").unwrap();
+            c.split_whitespace().next().unwrap().parse().unwrap()
+        };
+        Input6Counts {
+            rs: count("--icmpv6-type 133"),
+            ns: count("--icmpv6-type 135"),
+            dhcp6: count("--dport 547"),
+        }
+    }
+
+    /// A socket in the host namespace listening for DHCPv6 on `tap` (port
+    /// 547, All_DHCP_Relay_Agents_and_Servers joined there): what it
+    /// receives went through the queue to the host's stack. Returns the
+    /// file the datagrams are appended to, once it listens.
+    pub fn dhcp6_listener(&self, tap: &str) -> PathBuf {
+        let out = self.tmp.join(&format!("dhcp6-{tap}.bin"));
+        let log = self.tmp.join(&format!("dhcp6-{tap}.log"));
+        let recv = format!("UDP6-RECV:547,so-bindtodevice={tap},ipv6-join-group=[ff02::1:2]:{tap}");
+        let file = format!("OPEN:{},creat,append", out.display());
+        let pid = self.host.spawn(&["socat", "-u", &recv, &file], &log);
+        let listening = poll(Duration::from_secs(10), || {
+            if self.host.exited(pid).is_some() {
+                return Some(false);
+            }
+            let ss = self.host.try_run(&["ss", "-Hulnp", "sport = :547"]);
+            String::from_utf8_lossy(&ss.stdout)
+                .contains(&format!("pid={pid},"))
+                .then_some(true)
+        });
+        if listening != Some(true) {
+            panic!(
+                "socat did not start; log:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        out
     }
 
     fn binding_path(&self, tap: &str) -> PathBuf {
@@ -496,8 +781,7 @@ impl Lab {
         let text = format!(
             "[general]\npidfile = {pid}\ndatapath = {data}\n\n\
              [dhcp]\nenable_dhcp = yes\nlease_lifetime = {ll}\nlease_renewal = {lr}\n\
-             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n\
-             [ipv6]\nenable_ipv6 = no\n",
+             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n{v6}",
             pid = self.tmp.join("nfdhcpd.pid").display(),
             data = self.bindings.display(),
             ll = c.lease_lifetime,
@@ -506,6 +790,7 @@ impl Lab {
             q = QUEUE,
             ns = c.nameservers.join(", "),
             dom = c.domain,
+            v6 = c.ipv6_section(),
         );
         fs::write(&path, text).unwrap();
         path
@@ -549,6 +834,20 @@ impl Lab {
 
     pub fn daemon_log(&self) -> String {
         fs::read_to_string(&self.daemon_log).unwrap_or_default()
+    }
+
+    /// Lines of the daemon log containing `pat`.
+    pub fn daemon_log_count(&self, pat: &str) -> usize {
+        self.daemon_log()
+            .lines()
+            .filter(|l| l.contains(pat))
+            .count()
+    }
+
+    /// Whether the daemon is running.
+    pub fn daemon_running(&self) -> bool {
+        self.daemon
+            .is_some_and(|pid| self.host.exited(pid).is_none())
     }
 
     /// Panics if the daemon has exited.
@@ -1081,5 +1380,574 @@ impl Guest {
 
     pub fn ipv4_addrs(&self) -> String {
         self.ns.ipv4_addrs(&self.ifname)
+    }
+}
+
+// ---- IPv6 ----
+
+/// The ip6tables matches of the three IPv6 queues.
+const IPV6_MATCHES: [&str; 3] = [
+    "-p ipv6-icmp --icmpv6-type router-solicitation -j NFQUEUE --queue-num 43",
+    "-p ipv6-icmp --icmpv6-type neighbour-solicitation -j NFQUEUE --queue-num 44",
+    "-p udp --dport 547 -j NFQUEUE --queue-num 45",
+];
+
+/// Counting rules (no target) for what reaches the host's INPUT chain.
+const INPUT6_MATCHES: [&str; 3] = [
+    "-p ipv6-icmp --icmpv6-type router-solicitation",
+    "-p ipv6-icmp --icmpv6-type neighbour-solicitation",
+    "-p udp --dport 547",
+];
+
+/// Packets of each kind from one tap that reached the host's own stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Input6Counts {
+    pub rs: u64,
+    pub ns: u64,
+    pub dhcp6: u64,
+}
+
+/// A running tcpdump (see [`Netns::tcpdump`]).
+pub struct Capture {
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+impl Capture {
+    /// What it printed so far.
+    pub fn text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn parse_mac(mac: &str) -> [u8; 6] {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap_or_else(|_| panic!("bad MAC {mac}")))
+        .collect();
+    b.try_into().unwrap_or_else(|_| panic!("bad MAC {mac}"))
+}
+
+/// The modified EUI-64 interface identifier of `mac` (RFC 4291 2.5.1).
+fn interface_id(mac: &str) -> u64 {
+    let m = parse_mac(mac);
+    u64::from_be_bytes([m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
+}
+
+/// The address SLAAC forms from `mac` in the /64 `prefix`.
+pub fn eui64(prefix: Ipv6Addr, mac: &str) -> Ipv6Addr {
+    let net = u128::from(prefix) & !u128::from(u64::MAX);
+    Ipv6Addr::from(net | u128::from(interface_id(mac)))
+}
+
+/// The link-local address of an interface with `mac`.
+pub fn link_local(mac: &str) -> Ipv6Addr {
+    eui64("fe80::".parse().unwrap(), mac)
+}
+
+/// DUID-LL (type 3, hardware type 1) of `mac`, as dhclient prints DUIDs:
+/// colon-separated hex bytes without leading zeros.
+pub fn duid_ll(mac: &str) -> String {
+    let mut b = vec![0u8, 3, 0, 1];
+    b.extend_from_slice(&parse_mac(mac));
+    b.iter()
+        .map(|x| format!("{x:x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One Prefix Information option as rdisc6 shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixInfo {
+    pub prefix: String,
+    pub on_link: bool,
+    pub autonomous: bool,
+    pub valid: u32,
+    pub preferred: u32,
+}
+
+/// One Router Advertisement as rdisc6 shows it. rdisc6 only shows RAs
+/// that arrive with IP hop limit 255; `cur_hop_limit` is the RA's own
+/// Cur Hop Limit field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ra {
+    pub cur_hop_limit: u32,
+    pub managed: bool,
+    pub other: bool,
+    pub router_lifetime: u32,
+    /// Source link-layer address option, lower case.
+    pub source_lladdr: Option<String>,
+    pub mtu: Option<u32>,
+    pub prefixes: Vec<PrefixInfo>,
+    pub rdnss: Vec<Ipv6Addr>,
+    pub rdnss_lifetime: Option<u32>,
+    pub dnssl: Vec<String>,
+    pub dnssl_lifetime: Option<u32>,
+    /// The RA's IPv6 source address.
+    pub from: Option<Ipv6Addr>,
+}
+
+/// What one rdisc6 run printed.
+#[derive(Clone, Debug)]
+pub struct Rdisc6 {
+    pub success: bool,
+    pub out: String,
+    pub ras: Vec<Ra>,
+}
+
+impl Rdisc6 {
+    /// The first RA; panics, showing the output, when there is none.
+    pub fn ra(&self) -> &Ra {
+        self.ras
+            .first()
+            .unwrap_or_else(|| panic!("rdisc6 got no RA:\n{}", self.out))
+    }
+}
+
+/// The number at the start of an rdisc6 value ("900 (0x00000384) seconds").
+fn leading_number(v: &str) -> u32 {
+    v.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {v:?}"))
+}
+
+/// Parses rdisc6's verbose output into RAs.
+pub fn parse_rdisc6(out: &str) -> Vec<Ra> {
+    let mut ras: Vec<Ra> = Vec::new();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(from) = t.strip_prefix("from ") {
+            if let Some(ra) = ras.last_mut() {
+                ra.from = from.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
+            continue;
+        }
+        let Some((k, v)) = t.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k == "Hop limit" {
+            ras.push(Ra {
+                cur_hop_limit: leading_number(v),
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(ra) = ras.last_mut() else {
+            continue;
+        };
+        let yes = v == "Yes";
+        match k {
+            "Stateful address conf." => ra.managed = yes,
+            "Stateful other conf." => ra.other = yes,
+            "Router lifetime" => ra.router_lifetime = leading_number(v),
+            "Source link-layer address" => ra.source_lladdr = Some(v.to_lowercase()),
+            "MTU" => ra.mtu = Some(leading_number(v)),
+            "Prefix" => ra.prefixes.push(PrefixInfo {
+                prefix: v.to_string(),
+                on_link: false,
+                autonomous: false,
+                valid: 0,
+                preferred: 0,
+            }),
+            "On-link" => ra.prefixes.last_mut().unwrap().on_link = yes,
+            "Autonomous address conf." => ra.prefixes.last_mut().unwrap().autonomous = yes,
+            "Valid time" => ra.prefixes.last_mut().unwrap().valid = leading_number(v),
+            "Pref. time" => ra.prefixes.last_mut().unwrap().preferred = leading_number(v),
+            "Recursive DNS server" => ra.rdnss.push(v.parse().unwrap()),
+            "DNS servers lifetime" => ra.rdnss_lifetime = Some(leading_number(v)),
+            "DNS search list" => ra.dnssl = v.split_whitespace().map(String::from).collect(),
+            "DNS search list lifetime" => ra.dnssl_lifetime = Some(leading_number(v)),
+            _ => {}
+        }
+    }
+    ras
+}
+
+/// One line of `ip -6 -o addr`.
+#[derive(Clone, Debug)]
+pub struct Addr6 {
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+    pub line: String,
+}
+
+impl Addr6 {
+    fn has(&self, flag: &str) -> bool {
+        self.line.split_whitespace().any(|w| w == flag)
+    }
+
+    /// Duplicate address detection still running.
+    pub fn tentative(&self) -> bool {
+        self.has("tentative")
+    }
+
+    pub fn dadfailed(&self) -> bool {
+        self.has("dadfailed")
+    }
+
+    fn lifetime(&self, key: &str) -> Option<u32> {
+        let mut w = self.line.split_whitespace();
+        w.find(|t| *t == key)
+            .and_then(|_| w.next())
+            .and_then(|v| v.strip_suffix("sec"))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Seconds left; None for "forever".
+    pub fn valid_lft(&self) -> Option<u32> {
+        self.lifetime("valid_lft")
+    }
+
+    pub fn preferred_lft(&self) -> Option<u32> {
+        self.lifetime("preferred_lft")
+    }
+}
+
+/// A neighbour cache entry (`ip -6 neigh`).
+#[derive(Clone, Debug)]
+pub struct Neighbour {
+    pub lladdr: Option<String>,
+    /// The entry is flagged as a router (the NA had the R flag).
+    pub router: bool,
+    /// REACHABLE, STALE, DELAY, PROBE, FAILED, INCOMPLETE...
+    pub state: String,
+    pub line: String,
+}
+
+/// What one dhclient -6 run got: the variables its script saw at the last
+/// event with a configuration, every script reason in order, and its log.
+#[derive(Clone, Debug)]
+pub struct Lease6 {
+    pub ifname: String,
+    pub bound: bool,
+    pub vars: HashMap<String, String>,
+    pub reasons: Vec<String>,
+    pub log: String,
+    pub status: Option<ExitStatus>,
+    pub elapsed: Duration,
+}
+
+impl Lease6 {
+    pub fn var(&self, k: &str) -> Option<&str> {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn num(&self, k: &str) -> Option<u32> {
+        self.var(k).map(|v| v.parse().unwrap())
+    }
+
+    /// Panics, showing everything the client said, unless it got an answer.
+    pub fn expect_bound(&self) -> &Lease6 {
+        assert!(self.bound, "dhclient -6 got nothing:\n{self}");
+        self
+    }
+
+    pub fn name_servers(&self) -> Vec<Ipv6Addr> {
+        self.var("new_dhcp6_name_servers")
+            .map(|s| s.split_whitespace().map(|a| a.parse().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The search list, without the trailing dots dhclient adds.
+    pub fn domain_search(&self) -> Vec<String> {
+        self.var("new_dhcp6_domain_search")
+            .map(|s| {
+                s.split_whitespace()
+                    .map(|d| d.trim_end_matches('.').to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn server_id(&self) -> Option<&str> {
+        self.var("new_dhcp6_server_id")
+    }
+
+    pub fn ip6_address(&self) -> Option<Ipv6Addr> {
+        self.var("new_ip6_address").map(|a| a.parse().unwrap())
+    }
+
+    pub fn max_life(&self) -> Option<u32> {
+        self.num("new_max_life")
+    }
+
+    pub fn preferred_life(&self) -> Option<u32> {
+        self.num("new_preferred_life")
+    }
+
+    /// T1 of the IA_NA.
+    pub fn renew(&self) -> Option<u32> {
+        self.num("new_renew")
+    }
+
+    /// T2 of the IA_NA.
+    pub fn rebind(&self) -> Option<u32> {
+        self.num("new_rebind")
+    }
+}
+
+impl std::fmt::Display for Lease6 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "dhclient -6 on {}: bound={} status={:?} after {:.1?}, script reasons {:?}",
+            self.ifname, self.bound, self.status, self.elapsed, self.reasons
+        )?;
+        let mut keys: Vec<_> = self.vars.keys().collect();
+        keys.sort();
+        for k in keys {
+            writeln!(f, "  {k}={}", self.vars[k])?;
+        }
+        writeln!(f, "  --- client log ---")?;
+        for l in self.log.lines() {
+            writeln!(f, "  {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How to run dhclient -6 once.
+#[derive(Clone, Debug)]
+pub struct Dhcp6Opts {
+    /// `-S`: Information-Request only (DNS servers, search list).
+    pub stateless: bool,
+    /// Seconds until the wrapper stops it if it got nothing (DHCPv6
+    /// clients retransmit for ever).
+    pub timeout: u32,
+}
+
+impl Default for Dhcp6Opts {
+    fn default() -> Self {
+        Dhcp6Opts {
+            stateless: false,
+            timeout: 10,
+        }
+    }
+}
+
+const DHCLIENT6_CONF: &str = "request dhcp6.name-servers, dhcp6.domain-search;\n";
+
+/// Reasons dhclient -6 runs its script with once it has a configuration
+/// (after Information-Request it reports RENEW6).
+fn is_bound6_reason(r: &str) -> bool {
+    matches!(r, "BOUND6" | "RENEW6" | "REBIND6" | "REBOOT6" | "INFORM6")
+}
+
+impl Guest {
+    /// Brings the guest's interface up.
+    pub fn up(&self) {
+        self.ns
+            .run(&["ip", "link", "set", "dev", &self.ifname, "up"]);
+    }
+
+    /// Sets `net.ipv6.conf.<ifname>.<key>` inside the guest.
+    pub fn sysctl6(&self, key: &str, value: &str) {
+        // The slash form: in the dotted one a dot in the interface name
+        // would split the key.
+        let k = format!("net/ipv6/conf/{}/{key}={value}", self.ifname);
+        self.ns.run(&["sysctl", "-qw", &k]);
+    }
+
+    /// The IPv6 addresses on the guest's interface.
+    pub fn addrs6(&self) -> Vec<Addr6> {
+        self.ns.addrs6(&self.ifname)
+    }
+
+    pub fn addr6(&self, a: Ipv6Addr) -> Option<Addr6> {
+        self.addrs6().into_iter().find(|x| x.addr == a)
+    }
+
+    /// `ip -6 route show dev IF`, for messages.
+    pub fn routes6(&self) -> String {
+        self.ns
+            .run(&["ip", "-6", "route", "show", "dev", &self.ifname])
+    }
+
+    /// The default route's line, if there is one.
+    pub fn default_route6(&self) -> Option<String> {
+        self.routes6()
+            .lines()
+            .find(|l| l.starts_with("default "))
+            .map(str::to_string)
+    }
+
+    /// The router of the default route.
+    pub fn default_router6(&self) -> Option<Ipv6Addr> {
+        let line = self.default_route6()?;
+        let mut w = line.split_whitespace();
+        w.find(|t| *t == "via")?;
+        w.next()?.parse().ok()
+    }
+
+    /// Waits until the interface has a link-local address that passed
+    /// duplicate address detection (needed before any client may send).
+    pub fn wait_link_local(&self, timeout: Duration) -> Ipv6Addr {
+        self.ns.wait_link_local(&self.ifname, timeout)
+    }
+
+    /// Waits until the kernel has configured `addr` (past DAD) and a
+    /// default route via `router`; returns how long that took.
+    pub fn wait_slaac(
+        &self,
+        addr: Ipv6Addr,
+        router: Ipv6Addr,
+        timeout: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        poll(timeout, || {
+            let a = self.addr6(addr)?;
+            (!a.tentative() && self.default_router6() == Some(router)).then(|| start.elapsed())
+        })
+    }
+
+    /// The neighbour cache entry for `addr`.
+    pub fn neigh6(&self, addr: Ipv6Addr) -> Option<Neighbour> {
+        let a = addr.to_string();
+        let out = self
+            .ns
+            .run(&["ip", "-6", "neigh", "show", "to", &a, "dev", &self.ifname]);
+        let line = out.lines().next()?.trim().to_string();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let lladdr = w
+            .iter()
+            .position(|t| *t == "lladdr")
+            .and_then(|i| w.get(i + 1))
+            .map(|m| m.to_lowercase());
+        Some(Neighbour {
+            lladdr,
+            router: w.contains(&"router"),
+            state: w.last().unwrap_or(&"").to_string(),
+            line,
+        })
+    }
+
+    /// One ping (busybox) to `addr`; whether a reply came.
+    pub fn ping6(&self, addr: Ipv6Addr) -> bool {
+        // A link-local destination needs its interface as scope.
+        let a = if addr.segments()[0] & 0xffc0 == 0xfe80 {
+            format!("{addr}%{}", self.ifname)
+        } else {
+            addr.to_string()
+        };
+        self.ns
+            .try_run(&["busybox", "ping", "-6", "-c", "1", "-W", "1", &a])
+            .status
+            .success()
+    }
+
+    /// rdisc6 with `args` before the interface (`-1`, `-w MS`, `-r N`,
+    /// `-d`, a unicast router address...).
+    pub fn rdisc6(&self, args: &[&str]) -> Rdisc6 {
+        let mut argv = vec!["rdisc6", "-n"];
+        argv.extend_from_slice(args);
+        argv.push(&self.ifname);
+        let o = self.ns.try_run(&argv);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Rdisc6 {
+            success: o.status.success(),
+            ras: parse_rdisc6(&out),
+            out,
+        }
+    }
+
+    /// ndisc6 for `target` (`-r` tries, `-w` ms each): the target
+    /// link-layer address of the first answer, lower case, and the output.
+    pub fn ndisc6(&self, target: Ipv6Addr, tries: u32, wait_ms: u32) -> (Option<String>, String) {
+        let (t, r, w) = (target.to_string(), tries.to_string(), wait_ms.to_string());
+        let o = self
+            .ns
+            .try_run(&["ndisc6", "-n", "-1", "-r", &r, "-w", &w, &t, &self.ifname]);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let mac = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Target link-layer address:"))
+            .map(|m| m.trim().to_lowercase());
+        (mac.filter(|_| o.status.success()), out)
+    }
+
+    /// Runs ISC dhclient -6 once on this guest's interface. The interface
+    /// needs a usable link-local address first ([`Guest::wait_link_local`]).
+    pub fn dhclient6(&self, o: &Dhcp6Opts) -> Lease6 {
+        GLOBAL_STATE.get_or_init(global_state);
+        let dir = self.dir.join(format!("dhclient6-{}", next_id()));
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("script");
+        fs::write(&script, DUMP_SCRIPT).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let events = dir.join("events");
+        let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        fs::write(p("dhclient6.conf"), DHCLIENT6_CONF).unwrap();
+        // -d: stay in the foreground, so the wrapper owns it; -1: one
+        // attempt (with -S it exits once answered).
+        let mut argv: Vec<String> = ["dhclient", "-6", "-d", "-1", "-v"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if o.stateless {
+            argv.push("-S".into());
+        }
+        argv.extend(["-cf".into(), p("dhclient6.conf"), "-sf".into(), p("script")]);
+        argv.extend(["-lf".into(), p("lease"), "-pf".into(), p("pid")]);
+        argv.push(self.ifname.clone());
+        let argv_ref: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut cmd = self.ns.command(&argv_ref);
+        cmd.env_clear().env("PATH", PATH).env("LANG", "C");
+        let log_path = dir.join("log");
+        let log = fs::File::create(&log_path).unwrap();
+        let start = Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dhclient -6: {e}"));
+
+        // Done when it exits, or (stateful dhclient stays to renew) once
+        // its script has seen a configuration.
+        let bound_seen = || {
+            parse_events(&fs::read_to_string(&events).unwrap_or_default())
+                .iter()
+                .any(|(r, _)| is_bound6_reason(r))
+        };
+        let mut status = poll(Duration::from_secs(o.timeout.into()), || {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(Some(st));
+            }
+            bound_seen().then_some(None)
+        })
+        .flatten();
+        if status.is_none() {
+            status = terminate(&mut child, Duration::from_secs(2));
+        }
+        let elapsed = start.elapsed();
+        let evs = parse_events(&fs::read_to_string(&events).unwrap_or_default());
+        let last_bound = evs.iter().rev().find(|(r, _)| is_bound6_reason(r));
+        let lease = Lease6 {
+            ifname: self.ifname.clone(),
+            bound: last_bound.is_some(),
+            vars: last_bound.map(|(_, v)| v.clone()).unwrap_or_default(),
+            reasons: evs.iter().map(|(r, _)| r.clone()).collect(),
+            log: fs::read_to_string(&log_path).unwrap_or_default(),
+            status,
+            elapsed,
+        };
+        assert!(
+            global_state() == *GLOBAL_STATE.get().unwrap(),
+            "/etc/resolv.conf or the host name changed during a dhclient -6 run:\n{lease}"
+        );
+        lease
     }
 }
