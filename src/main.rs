@@ -354,7 +354,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         State::new(settings, sender, queue_stats).map_err(|e| format!("cannot start: {e}"))?;
     let relay_stats = Arc::new(RelayStats::default());
     if let (Some(sock), Some(backend)) = (&relay_sock, &backend) {
-        let (job_tx, job_rx) = bounded(MAX_PENDING_JOBS);
+        let (urgent_tx, urgent_rx) = bounded(MAX_PENDING_JOBS);
+        let (offer_tx, offer_rx) = bounded(MAX_PENDING_JOBS);
         let sender = RelaySender::new(sock).map_err(|e| format!("relay socket: {e}"))?;
         let settings = relay4::Settings {
             server_ident: cfg.relay.server_ident,
@@ -364,13 +365,14 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             domain: cfg.relay.domain.clone(),
         };
         state = state.with_relay(
-            RelaySide::new(settings, sender, job_tx, backend.name()),
+            RelaySide::new(settings, sender, (urgent_tx, offer_tx), backend.name()),
             relay_stats.clone(),
         );
         workers::spawn(
             backend.clone(),
             cfg.backend().workers,
-            job_rx,
+            urgent_rx,
+            offer_rx,
             ctrl_tx.clone(),
         )
         .map_err(|e| format!("cannot start backend workers: {e}"))?;

@@ -3,10 +3,15 @@
 # end-to-end tests (real DHCP clients in network namespaces).
 #
 # Run as root on Debian 12 from anywhere:   tests/run-all.sh
-# It installs the Debian packages the tests need when they are missing.
+# It installs the Debian packages the tests need when they are missing, and
+# the local test Nautobot of ../shared/nautobot (the `shared` directory sits
+# beside the repository) that the relay-mode tests use: about 5 minutes the
+# first time, a few seconds after that.
 #
 # The end-to-end tests only create their own network namespaces
 # (nfdt-<pid>-<n>-<role>); the host's interfaces and firewall are not touched.
+# The relay-mode tests also start netns-bridge.sh socat pairs (pid files and
+# UNIX sockets in /run) to reach Nautobot from a namespace.
 #
 # To add a step, write a function and add a `step NAME FUNCTION` line in main.
 set -euo pipefail
@@ -15,8 +20,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
     isc-dhcp-client udhcpc busybox dhcpcd5 ndisc6 dnsmasq-base
-    iptables iproute2 tcpdump socat procps
+    iptables iproute2 tcpdump socat procps isc-dhcp-relay
 )
+
+NAUTOBOT_SCRIPTS=../shared/nautobot
 
 SUMMARY=()
 FAILED=0
@@ -87,11 +94,45 @@ remove_stale_namespaces() {
     local ns p
     for ns in $(stale_namespaces); do
         echo "removing stale namespace $ns"
+        # Its Nautobot bridge, if it had one: the outer socat runs here.
+        if [[ -x $NAUTOBOT_SCRIPTS/netns-bridge.sh ]]; then
+            "$NAUTOBOT_SCRIPTS/netns-bridge.sh" stop "$ns" 2>/dev/null || true
+        fi
         for p in $(ip netns pids "$ns" 2>/dev/null); do
             kill -9 "$p" 2>/dev/null || true
         done
         ip netns del "$ns" || true
     done
+}
+
+# The test Nautobot: installed (idempotent), running, seeded with the
+# fixtures and the pydhcp_* custom fields, and a snapshot of that state for
+# `reset.sh restore`, saved once. Its URL and token go to the tests.
+nautobot_provision() {
+    local nb=$NAUTOBOT_SCRIPTS snap_db has_snap
+    if [[ ! -x $nb/setup.sh ]]; then
+        echo "$nb is missing: clone shared/ beside the repository" >&2
+        return 1
+    fi
+    # `step` runs this under `||`, where set -e does not apply: each
+    # command checks for itself.
+    "$nb/setup.sh" || return 1
+    "$nb/start.sh" || return 1
+    "$nb/seed.sh" --with-custom-fields >/dev/null || return 1
+    # reset.sh keeps the snapshot as the database <name>_snapshot; it would
+    # overwrite an existing one, which must stay the pristine seeded state.
+    snap_db=$(. "$nb/env.sh" && echo "${NAUTOBOT_DB_NAME}_snapshot") || return 1
+    has_snap=$(cd /tmp && runuser -u postgres -- psql -qtAX \
+        -c "SELECT 1 FROM pg_database WHERE datname='$snap_db'") || return 1
+    if [[ $has_snap != 1 ]]; then
+        "$nb/reset.sh" save || return 1
+    else
+        echo "snapshot $snap_db already saved"
+    fi
+    NAUTOBOT_URL=$(. "$nb/env.sh" && echo "$NAUTOBOT_URL") || return 1
+    NAUTOBOT_TOKEN=$(. "$nb/env.sh" && echo "$NAUTOBOT_TOKEN") || return 1
+    export NAUTOBOT_URL NAUTOBOT_TOKEN
+    echo "Nautobot at $NAUTOBOT_URL"
 }
 
 host_state() {
@@ -118,6 +159,13 @@ cargo_tests() {
     return $rc
 }
 
+# Every fuzz target for a few seconds (fuzz/README.md): the seeds, the
+# committed reproducers and a short exploration must not crash, hang or blow
+# up memory. The first run installs cargo-fuzz and builds the targets.
+fuzz_briefly() {
+    fuzz/run.sh 20
+}
+
 main() {
     if [[ $EUID -ne 0 ]]; then
         echo "run as root: the end-to-end tests create network namespaces" >&2
@@ -128,10 +176,10 @@ main() {
     step toolchain rust_toolchain
     step "cargo fmt --check" cargo fmt --check
     step "cargo clippy" cargo clippy --all-targets -- -D warnings
+    # Before the tests: without it the relay-mode tests fail (CI is set).
+    step nautobot nautobot_provision
     step "cargo test" cargo_tests
-    # Later: Nautobot for the relay-mode tests (shared/nautobot/), e.g.
-    #   step nautobot-setup nautobot_setup
-    #   step relay-e2e cargo test --test e2e_relay -- --ignored
+    step fuzz fuzz_briefly
 
     printf '\n==== summary ====\n'
     printf '%s\n' "${SUMMARY[@]}"

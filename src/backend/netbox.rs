@@ -506,8 +506,14 @@ pub(crate) fn confirm(
     now: SystemTime,
 ) -> Option<Dyn> {
     let r = records.iter().find(|r| r.addr == addr && r.dhcp)?;
+    // A client whose lease elsewhere still runs gets no second address.
+    let holds_elsewhere = records
+        .iter()
+        .any(|o| o.addr != addr && o.mac == Some(mac) && !o.expired(now));
     if r.mac == Some(mac) {
         Some(Dyn::Own(r.clone()))
+    } else if holds_elsewhere {
+        None
     } else if r.free(now) {
         Some(Dyn::Free(r.clone()))
     } else if r.reusable(mac, now) {

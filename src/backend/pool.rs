@@ -141,6 +141,16 @@ pub fn choose(
         .unwrap_or(Choice::Exhausted)
 }
 
+/// The client already has an address of its own that another one must not
+/// duplicate: a static or permanent one, or a dhcp lease still running.
+fn holds_elsewhere(records: &[Record], mac: MacAddr, now: SystemTime) -> bool {
+    match own(records, mac) {
+        Some(Choice::Static(_)) | Some(Choice::Permanent(_)) => true,
+        Some(Choice::Own(r)) => !r.expired(now),
+        _ => false,
+    }
+}
+
 /// Whether `addr` may be confirmed to `mac` (REQUEST). `Free` means no record
 /// holds it and it lies in the pool: the client may have it (after the record
 /// was lost); `Reuse` means an expired dhcp record of another client holds it.
@@ -157,17 +167,12 @@ pub fn confirm(
         Some(r) if !r.dynamic && r.mac == Some(mac) => Some(Choice::Permanent(r.clone())),
         Some(r) if r.dynamic && r.mac == Some(mac) => Some(Choice::Own(r.clone())),
         Some(r) if r.dynamic && r.expired(now) && pool.contains(addr) => {
-            // The client's static or permanent address elsewhere wins over this one.
-            match own(records, mac) {
-                Some(Choice::Static(_)) | Some(Choice::Permanent(_)) => None,
-                _ => Some(Choice::Reuse(r.clone())),
-            }
+            (!holds_elsewhere(records, mac, now)).then(|| Choice::Reuse(r.clone()))
         }
         Some(_) => None,
-        None if pool.contains(addr) => match own(records, mac) {
-            Some(Choice::Static(_)) | Some(Choice::Permanent(_)) => None,
-            _ => Some(Choice::Free(addr)),
-        },
+        None if pool.contains(addr) => {
+            (!holds_elsewhere(records, mac, now)).then_some(Choice::Free(addr))
+        }
         None => None,
     }
 }
@@ -323,6 +328,16 @@ mod tests {
             confirm(&recs, &pool(), mac(3), Ipv4Addr::new(198, 51, 100, 7), t(0)),
             None
         );
+        // A client whose lease still runs may not take a second address;
+        // once it has expired, it may.
+        let recs = vec![dynrec(5, 1, 100)];
+        assert_eq!(confirm(&recs, &pool(), mac(1), ip(9), t(0)), None);
+        assert_eq!(
+            confirm(&recs, &pool(), mac(1), ip(9), t(200)),
+            Some(Choice::Free(ip(9)))
+        );
+        let recs = vec![dynrec(5, 1, 100), dynrec(6, 2, 50)];
+        assert_eq!(confirm(&recs, &pool(), mac(1), ip(6), t(60)), None);
         // A client with a static address may not take another.
         let mut stat = dynrec(50, 9, 0);
         stat.dynamic = false;

@@ -3,27 +3,39 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select_biased, Receiver, Sender};
 use log::warn;
 
 use super::{Backend, Job, JobResult};
 use crate::event::Control;
 
+/// `urgent` jobs (REQUEST, RELEASE, DECLINE: a client that already holds an
+/// offer or a lease, usually one call) always go before `offers` (DISCOVER,
+/// several calls): under a burst, clients that got an OFFER must get their
+/// ACK before their REQUEST times out.
 pub fn spawn(
     backend: Arc<dyn Backend>,
     workers: usize,
-    jobs: Receiver<Job>,
+    urgent: Receiver<Job>,
+    offers: Receiver<Job>,
     results: Sender<Control>,
 ) -> std::io::Result<()> {
     for i in 0..workers.max(1) {
         let backend = backend.clone();
-        let jobs = jobs.clone();
+        let (urgent, offers) = (urgent.clone(), offers.clone());
         let results = results.clone();
         std::thread::Builder::new()
             .name(format!("{}-{i}", backend.name()))
             .spawn(move || {
                 let mut session = backend.session();
-                for job in jobs {
+                loop {
+                    let job = select_biased! {
+                        recv(urgent) -> j => j,
+                        recv(offers) -> j => j,
+                    };
+                    let Ok(job) = job else {
+                        return;
+                    };
                     let (outcome, calls) = session.run(&job);
                     let r = JobResult {
                         id: job.id,

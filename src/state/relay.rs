@@ -45,7 +45,9 @@ pub struct RelayCounters {
 pub struct RelaySide {
     settings: relay4::Settings,
     sender: RelaySender,
-    jobs: Sender<Job>,
+    /// REQUEST/RELEASE/DECLINE/INFORM jobs, served before `offers`.
+    urgent: Sender<Job>,
+    offers: Sender<Job>,
     pending: HashMap<u64, Pending>,
     by_mac: HashMap<MacAddr, u64>,
     /// With the time the record's hold or lease runs out: after it the
@@ -61,13 +63,14 @@ impl RelaySide {
     pub fn new(
         settings: relay4::Settings,
         sender: RelaySender,
-        jobs: Sender<Job>,
+        (urgent, offers): (Sender<Job>, Sender<Job>),
         backend: &'static str,
     ) -> RelaySide {
         RelaySide {
             settings,
             sender,
-            jobs,
+            urgent,
+            offers,
             pending: HashMap::new(),
             by_mac: HashMap::new(),
             known: HashMap::new(),
@@ -140,7 +143,11 @@ impl RelaySide {
                     known: known.cloned(),
                     now,
                 };
-                match self.jobs.try_send(job) {
+                let queue = match kind {
+                    JobKind::Offer => &self.offers,
+                    _ => &self.urgent,
+                };
+                match queue.try_send(job) {
                     Ok(()) => {
                         self.stats.jobs += 1;
                         self.by_mac.insert(mac, id);
