@@ -351,6 +351,7 @@ fn burst_of_200_bmcs() {
     let g = rl.guest("tapb", "02:bb:ff:00:00:01");
     let mut b = Burst::new(&g, 200, 1);
     let c0 = rl.d(0).counters();
+    let started = unix_now();
     let took = b.dora(Retransmit::Rfc2131, Duration::from_secs(240));
     let acked_at = unix_now();
     let c1 = rl.d(0).counters();
@@ -366,7 +367,7 @@ fn burst_of_200_bmcs() {
     b.assert_unique_addresses();
     assert_no_drops(&c1);
     let acked = b.acked();
-    let holds = check_records(&nb.api, &acked, 3600, acked_at);
+    let holds = check_records(&nb.api, &acked, 3600, (started, acked_at));
     assert_eq!(holds, 0, "spare offer holds left by a single daemon");
     let per = (c1.calls() - c0.calls()) as f64 / 200.0;
     assert!(per <= 6.0, "{per:.2} API calls per DORA\n{c1}");
@@ -427,7 +428,7 @@ fn burst_of_50_retransmitting_clients_renew_and_release() {
     assert_eq!(before, after, "addresses changed on renewal");
     assert_no_drops(&c2);
     let acked = b.acked();
-    check_records(&nb.api, &acked, 3600, t_renew);
+    check_records(&nb.api, &acked, 3600, (t_renew, unix_now()));
 
     let t_rel = unix_now();
     b.release(&g);
@@ -470,6 +471,7 @@ fn two_daemons_never_share_an_address() {
     let mut b = Burst::new(&g, n, 3);
     let a0 = rl.d(0).counters();
     let b0 = rl.d(1).counters();
+    let started = unix_now();
     let took = b.dora(Retransmit::Rfc2131, Duration::from_secs(180));
     let acked_at = unix_now();
     let a1 = rl.d(0).counters();
@@ -496,7 +498,7 @@ fn two_daemons_never_share_an_address() {
         "both daemons must have answered\n{a1}\n{b1}"
     );
     let acked = b.acked();
-    let holds = check_records(&nb.api, &acked, 3600, acked_at);
+    let holds = check_records(&nb.api, &acked, 3600, (started, acked_at));
     eprintln!(
         "RESULT two daemons: {by0} leases from d0, {} from d1; spare offer holds in Nautobot: {holds}",
         n - by0

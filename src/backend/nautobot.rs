@@ -25,7 +25,7 @@
 //!
 //! | job | calls |
 //! |---|---|
-//! | Offer | P + read + one hold write (POST new, PATCH own/expired); no write for static, permanent, or an own lease valid past the hold. A lost create race adds a POST; the first loss and every third one add a read. |
+//! | Offer | P + read + one hold write (POST new, PATCH of another client's expired record); no write for static, permanent, or the client's own record (a hold from a stale read could cut short another server's ACK). A lost create race adds a POST; the first loss and every third one add a read. |
 //! | Confirm, known dynamic | 1: PATCH of the record (expiry, and the MAC re-asserted) |
 //! | Confirm, known static/permanent | 1: GET of the record, which must still be the client's |
 //! | Confirm, otherwise | P + read + write (none for static/permanent) |
@@ -41,8 +41,8 @@
 //!
 //! # Decisions
 //!
-//! - The hold of an OFFER is `pydhcp_expire = now + OFFER_HOLD_SECS`; an own
-//!   lease that is valid beyond that is not shortened (and not written).
+//! - The hold of an OFFER is `pydhcp_expire = now + OFFER_HOLD_SECS`, on new
+//!   and taken-over records; the client's own record is never written at OFFER.
 //! - DECLINE sets `pydhcp_expire = now + DECLINE_HOLD_SECS` and clears
 //!   `pydhcp_mac`, so the address is neither the decliner's own address again
 //!   nor free before the hold ends; then it is reused like any expired lease.
@@ -747,17 +747,12 @@ impl NautobotSession {
             let (addr, kind, record) = match choice {
                 Choice::Static(r) => (r.addr, LeaseKind::Static, r.id),
                 Choice::Permanent(r) => (r.addr, LeaseKind::Permanent, r.id),
-                Choice::Own(r) => {
-                    if r.expire.is_none_or(|e| e < hold) {
-                        let body = lease_patch(mac, hold, hostname, false);
-                        if self.patch(&r.id, &body)?.is_none() {
-                            // Gone since the read: read again.
-                            snap = self.read(Some(mac), Some(&prefix))?;
-                            continue;
-                        }
-                    }
-                    (r.addr, LeaseKind::Dynamic, r.id)
-                }
+                // The client's own record is not written at OFFER: a hold
+                // written from this read could land after another server's
+                // ACK for the same client and cut its lease to seconds. Only
+                // a full pool reuses expired records, and the REQUEST's
+                // confirm sees it if that happened meanwhile.
+                Choice::Own(r) => (r.addr, LeaseKind::Dynamic, r.id),
                 Choice::Reuse(r) => {
                     if !self.claim(r.addr, mac) {
                         lost.push(r.addr);
@@ -2499,19 +2494,17 @@ mod tests {
             None,
         )));
         assert_eq!((l.addr, l.kind, calls), (ip(5), LeaseKind::Dynamic, 1));
-        // Own lease expired: read + PATCH of the hold.
+        // Own lease expired: offered from the read alone; nothing is written
+        // to the client's own record before its REQUEST.
         let (l, calls) = lease_of(s.run(&job(
             JobKind::Offer,
             "02:00:00:00:00:06",
             BootClient::None,
             None,
         )));
-        assert_eq!((l.addr, calls), (ip(6), 2));
+        assert_eq!((l.addr, calls), (ip(6), 1));
         let seen = fake.seen();
-        assert_eq!(
-            seen.last().unwrap().path,
-            "/api/ipam/ip-addresses/39e86320-f894-4110-8e34-a657b08853bb/"
-        );
+        assert_ne!(seen.last().unwrap().method, "PATCH");
 
         // Someone else's live lease is not confirmed.
         let confirm = JobKind::Confirm {
