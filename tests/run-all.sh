@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
     isc-dhcp-client udhcpc busybox dhcpcd5 ndisc6 dnsmasq-base
-    iptables iproute2 tcpdump socat procps isc-dhcp-relay
+    iptables iproute2 tcpdump socat procps isc-dhcp-relay python3
 )
 
 NAUTOBOT_SCRIPTS=../shared/nautobot
@@ -180,6 +180,8 @@ main() {
     step nautobot nautobot_provision
     step "cargo test" cargo_tests
     step fuzz fuzz_briefly
+    # Builds, lints, installs, runs and purges the .deb (in its own namespaces).
+    step "debian package" tests/package.sh
 
     printf '\n==== summary ====\n'
     printf '%s\n' "${SUMMARY[@]}"
