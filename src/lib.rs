@@ -6,6 +6,8 @@ pub mod binding;
 pub mod config;
 pub mod daemon;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod link;
 pub mod logging;
 pub mod mac;

@@ -1,0 +1,91 @@
+//! `nfdhcpd.conf` through `Config::parse`; a configuration that loads is
+//! then put to use the way the daemon does: its settings go into every
+//! answer (DHCPv4, DHCPv6, RS, NS, periodic RA, a relay-mode OFFER), which
+//! must come out without a panic and well formed.
+//!
+//! Input: the file's bytes (invalid UTF-8 is replaced, since the loader
+//! refuses such a file before parsing).
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use dhcproto::v4::MessageType;
+use libfuzzer_sys::fuzz_target;
+use nfdhcpd::backend::{JobKind, Lease, LeaseKind, Outcome};
+use nfdhcpd::config::{Config, Ipv6Mode};
+use nfdhcpd::proto::relay4::{self, RecvCtx, Step};
+use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
+use nfdhcpd_fuzz::*;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let Ok((cfg, _warnings)) = Config::parse(&text, "nfdhcpd.conf") else {
+        return;
+    };
+    let _ = cfg.queues();
+    let _ = cfg.backend();
+
+    // As the daemon's start-up turns the configuration into answer settings.
+    let v6 = &cfg.ipv6;
+    let mode = v6.effective_mode().unwrap_or(Ipv6Mode::Slaac);
+    let dhcpv6 = matches!(mode, Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6);
+    let p4 = dhcp4::Params {
+        lease_lifetime: cfg.dhcp.lease_lifetime,
+        lease_renewal: cfg.dhcp.lease_renewal,
+        server_ip: cfg.dhcp.server_ip,
+        server_on_link: cfg.dhcp.server_on_link,
+        nameservers: cfg.dhcp.nameservers.clone(),
+        domain: cfg.dhcp.domain.clone(),
+    };
+    let pn = ndp::Params {
+        router_lifetime: v6.router_lifetime,
+        prefix_valid_lifetime: v6.prefix_valid_lifetime,
+        prefix_preferred_lifetime: v6.prefix_preferred_lifetime,
+        dns_lifetime: v6.dns_lifetime,
+        nameservers: v6.nameservers.clone(),
+        domains: v6.domains.clone(),
+        other_config: dhcpv6,
+        managed: mode == Ipv6Mode::Dhcpv6,
+    };
+    let p6 = dhcp6::Params {
+        stateful: mode == Ipv6Mode::Dhcpv6,
+        nameservers: v6.nameservers.clone(),
+        domains: v6.domains.clone(),
+        t1: v6.prefix_preferred_lifetime / 2,
+        t2: v6.prefix_preferred_lifetime / 5 * 4,
+        preferred_lifetime: v6.prefix_preferred_lifetime,
+        valid_lifetime: v6.prefix_valid_lifetime,
+    };
+    answer_all(&binding(), &p4, &p6, &pn);
+
+    let settings = relay4::Settings {
+        server_ident: cfg.relay.server_ident,
+        authoritative: cfg.relay.authoritative,
+        lease_time: cfg.relay.lease_time,
+        nameservers: cfg.relay.nameservers.clone(),
+        domain: cfg.relay.domain.clone(),
+    };
+    let discover = dhcp4_request(MessageType::Discover, GUEST_MAC, |_| {});
+    // The UDP payload: past the 20-byte IPv4 and 8-byte UDP headers.
+    let req = relay4::parse(&discover[28..]).expect("the built DISCOVER parses");
+    let ctx = RecvCtx {
+        src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 67),
+        local: Ipv4Addr::new(10, 0, 0, 1),
+        ifindex: 7,
+    };
+    if let Step::Ask(job @ JobKind::Offer, _) = relay4::decide(&req, &ctx, &settings) {
+        let lease = Lease {
+            addr: GUEST_IP,
+            network: "172.20.0.0/24".parse().unwrap(),
+            gateway: Some(GATEWAY),
+            dns: Vec::new(),
+            boot: None,
+            kind: LeaseKind::Dynamic,
+            record: None,
+            lease_secs: cfg.relay.lease_time,
+        };
+        let out = relay4::answer(&req, &ctx, &settings, &job, &Ok(Outcome::Lease(lease)))
+            .expect("an OFFER for a usable lease");
+        check_dhcp4(&out.payload);
+    }
+});
