@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use crate::mac::MacAddr;
 
+mod context;
 pub mod nautobot;
 pub mod netbox;
 pub mod pool;

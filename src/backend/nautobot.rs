@@ -1520,90 +1520,21 @@ pub(crate) fn parse_graphql(
     Ok(snap)
 }
 
-fn pydhcp_configuration(dev: &Device) -> Option<&Map<String, Value>> {
-    dev.config_context
-        .get("pydhcp_configuration")
-        .and_then(Value::as_object)
-}
-
 /// `pydhcp_configuration.dns_servers` of the device's config context.
 pub(crate) fn dns_servers(dev: Option<&Device>) -> Vec<Ipv4Addr> {
-    let Some(conf) = dev.and_then(pydhcp_configuration) else {
-        return Vec::new();
-    };
-    match conf.get("dns_servers") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|s| s.as_str()?.trim().parse().ok())
-            .take(8)
-            .collect(),
-        Some(Value::String(s)) => s
-            .split([',', ' '])
-            .filter_map(|s| s.trim().parse().ok())
-            .take(8)
-            .collect(),
-        _ => Vec::new(),
-    }
+    dev.map(|d| super::context::dns_servers(&d.config_context))
+        .unwrap_or_default()
 }
 
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => {
-            let s = s.trim().to_ascii_lowercase();
-            !matches!(s.as_str(), "" | "0" | "false" | "no" | "off")
-        }
-        _ => false,
-    }
-}
-
-/// PXE answer from the config context, only for a device marked for
-/// redeployment whose `confirm_redeploy` repeats its name.
+/// PXE answer from the device's config context (behind the redeploy guard).
 pub(crate) fn boot_options(dev: &Device, client: BootClient) -> Option<Boot> {
-    if client == BootClient::None {
-        return None;
-    }
-    let cf = &dev.custom_fields;
-    if !truthy(cf.get("redeploy")) {
-        return None;
-    }
-    if dev.name.is_empty() || cf.get("confirm_redeploy").and_then(Value::as_str) != Some(&dev.name)
-    {
-        log::warn!(
-            "nautobot: redeploy set on device {}, but confirm_redeploy does not match",
-            dev.name
-        );
-        return None;
-    }
-    let conf = pydhcp_configuration(dev)?;
-    let text = |k: &str| {
-        conf.get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    let tftp = text("tftp_server");
-    let (file, needs_server) = match client {
-        BootClient::Bios => (text("pxe_boot_file")?, true),
-        BootClient::Uefi => (text("uefi_boot_file")?, true),
-        BootClient::Ipxe => (text("ipxe_script")?, false),
-        BootClient::UefiHttp => (text("http_boot_url")?, false),
-        BootClient::None => return None,
-    };
-    if needs_server && tftp.is_none() {
-        return None;
-    }
-    let server_name = if client == BootClient::UefiHttp {
-        None
-    } else {
-        tftp
-    };
-    Some(Boot {
-        server: server_name.and_then(|s| s.parse().ok()),
-        server_name: server_name.map(str::to_owned),
-        file: file.to_owned(),
-    })
+    super::context::boot_options(
+        "nautobot",
+        &dev.name,
+        &dev.custom_fields,
+        &dev.config_context,
+        client,
+    )
 }
 
 // ---- time ----

@@ -869,90 +869,18 @@ pub(crate) fn merge_contexts(v: &Value) -> Result<Value, BackendError> {
     Ok(out)
 }
 
-fn pydhcp_configuration(ctx: &Value) -> Option<&Map<String, Value>> {
-    ctx.get("pydhcp_configuration").and_then(Value::as_object)
-}
+pub(crate) use super::context::dns_servers;
 
-/// `pydhcp_configuration.dns_servers` of a rendered config context: a list
-/// of addresses (or, leniently, a comma-separated string).
-pub(crate) fn dns_servers(ctx: &Value) -> Vec<Ipv4Addr> {
-    let Some(conf) = pydhcp_configuration(ctx) else {
-        return Vec::new();
-    };
-    match conf.get("dns_servers") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|s| s.as_str()?.trim().parse().ok())
-            .take(8)
-            .collect(),
-        Some(Value::String(s)) => s
-            .split([',', ' '])
-            .filter_map(|s| s.trim().parse().ok())
-            .take(8)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::String(s)) => {
-            let s = s.trim().to_ascii_lowercase();
-            !matches!(s.as_str(), "" | "0" | "false" | "no" | "off")
-        }
-        _ => false,
-    }
-}
-
-/// PXE answer from the config context, only for a device or VM marked for
-/// redeployment whose `confirm_redeploy` repeats its name.
+/// PXE answer from the device's or VM's config context (behind the
+/// redeploy guard).
 pub(crate) fn boot_options(owner: &Owner, client: BootClient) -> Option<Boot> {
-    if client == BootClient::None {
-        return None;
-    }
-    let cf = &owner.custom_fields;
-    if !truthy(cf.get("redeploy")) {
-        return None;
-    }
-    if owner.name.is_empty()
-        || cf.get("confirm_redeploy").and_then(Value::as_str) != Some(owner.name.as_str())
-    {
-        log::warn!(
-            "netbox: redeploy set on {}, but confirm_redeploy does not match",
-            owner.name
-        );
-        return None;
-    }
-    let conf = pydhcp_configuration(&owner.config_context)?;
-    let text = |k: &str| {
-        conf.get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    };
-    let tftp = text("tftp_server");
-    let (file, needs_server) = match client {
-        BootClient::Bios => (text("pxe_boot_file")?, true),
-        BootClient::Uefi => (text("uefi_boot_file")?, true),
-        BootClient::Ipxe => (text("ipxe_script")?, false),
-        BootClient::UefiHttp => (text("http_boot_url")?, false),
-        BootClient::None => return None,
-    };
-    if needs_server && tftp.is_none() {
-        return None;
-    }
-    let server_name = if client == BootClient::UefiHttp {
-        None
-    } else {
-        tftp
-    };
-    Some(Boot {
-        server: server_name.and_then(|s| s.parse().ok()),
-        server_name: server_name.map(str::to_owned),
-        file: file.to_owned(),
-    })
+    super::context::boot_options(
+        "netbox",
+        &owner.name,
+        &owner.custom_fields,
+        &owner.config_context,
+        client,
+    )
 }
 
 /// The ETag Netbox 4.6 gives an object, from the `last_updated` of any
