@@ -51,7 +51,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
-echo "building ${#TARGETS[@]} target(s) with $(cargo fuzz --version) and $(rustc --version)"
+echo "building the targets with $(cargo fuzz --version) and $(rustc --version)"
 RUSTC_BOOTSTRAP=1 cargo fuzz build --target "$TRIPLE"
 BIN_DIR=$FUZZ_DIR/target/$TRIPLE/release
 
