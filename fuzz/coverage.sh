@@ -12,17 +12,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-# The sources each target exercises (the rest of the crate is linked in but
-# not reachable from the target).
+# The sources each target exercises, as llvm-cov names them (relative to
+# src/); the rest of the crate is linked in but not reachable from the target.
 declare -A FILES=(
-    [dhcp4_nfqueue]='src/proto/(dhcp4|bootp|frame)\.rs'
-    [relay4]='src/proto/(relay4|bootp)\.rs'
-    [dhcp6]='src/proto/(dhcp6|frame6)\.rs'
-    [ndp_rs_ns]='src/proto/(ndp|frame6)\.rs'
-    [binding_file]='src/(binding|mac)\.rs'
-    [config]='src/config\.rs'
-    [nautobot_json]='src/(backend/(nautobot|pool)|fuzzing)\.rs'
-    [netbox_json]='src/(backend/netbox|fuzzing)\.rs'
+    [dhcp4_nfqueue]='^proto/(dhcp4|bootp|frame)\.rs'
+    [relay4]='^proto/(relay4|bootp)\.rs'
+    [dhcp6]='^proto/(dhcp6|frame6)\.rs'
+    [ndp_rs_ns]='^proto/(ndp|frame6)\.rs'
+    [binding_file]='^(binding|mac)\.rs'
+    [config]='^config\.rs'
+    [nautobot_json]='^(backend/(nautobot|pool)|fuzzing)\.rs'
+    [netbox_json]='^(backend/netbox|fuzzing)\.rs'
 )
 
 TARGETS=("$@")
@@ -54,5 +54,5 @@ for t in "${TARGETS[@]}"; do
         "target/$TRIPLE/coverage/$TRIPLE/release/$t" \
         -instr-profile="target/coverage/$t/coverage.profdata" \
         -ignore-filename-regex='/(\.cargo|rustc|fuzz)/' |
-        awk -v re="${FILES[$t]:-src/}" 'NR <= 2 || $1 ~ re'
+        awk -v re="${FILES[$t]:-.}" 'NR <= 2 || $1 ~ re'
 done

@@ -53,7 +53,7 @@ fi
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 echo "building the targets with $(cargo fuzz --version) and $(rustc --version)"
 RUSTC_BOOTSTRAP=1 cargo fuzz build --target "$TRIPLE"
-BIN_DIR=$FUZZ_DIR/target/$TRIPLE/release
+BIN_DIR=${CARGO_TARGET_DIR:-$FUZZ_DIR/target}/$TRIPLE/release
 
 LOGS=target/logs
 mkdir -p "$LOGS"

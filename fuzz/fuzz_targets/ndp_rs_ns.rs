@@ -9,7 +9,7 @@
 //!   bit 5     PRIVATE binding without GATEWAY6
 //!   bit 6     binding without SUBNET6
 //!   bit 7     oversized configuration (hundreds of servers and domains,
-//!             extreme lifetimes)
+//!             extreme lifetimes) and an MTU
 #![no_main]
 
 use std::sync::LazyLock;
@@ -43,6 +43,7 @@ fn setup(s: u8) -> (Binding, Params) {
         p.prefix_preferred_lifetime = u32::MAX;
         p.dns_lifetime = u32::MAX;
         p.managed = true;
+        b.mtu = Some(9000);
     }
     (b, p)
 }

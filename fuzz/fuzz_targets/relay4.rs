@@ -10,8 +10,8 @@
 //!       mod 4), 5 done, 6 an error
 //!   [2] lease: bit 0 address from the job (else [4..8]), bit 1 gateway,
 //!       bit 2 DNS servers, bit 3 boot options, bit 4 boot server address,
-//!       bit 5 a long TFTP server name, bit 6 a long boot file, bit 7 an
-//!       infinite lease
+//!       bit 5 TFTP server name, bit 6 a long server name and boot file,
+//!       bit 7 an infinite lease
 //!   [3] prefix length of the lease's network (mod 33)
 //!   [4..8] lease address
 //!   [8..12] UDP source address, [12..14] UDP source port
@@ -109,11 +109,11 @@ fuzz_target!(|data: &[u8]| {
         },
         boot: (l & 1 << 3 != 0).then(|| Boot {
             server: (l & 1 << 4 != 0).then_some(Ipv4Addr::new(192, 0, 2, 69)),
-            server_name: Some(if l & 1 << 5 != 0 {
-                LONG_NAME.clone()
-            } else {
-                "192.0.2.69".into()
-            }),
+            server_name: match (l & 1 << 5 != 0, l & 1 << 6 != 0) {
+                (_, true) => Some(LONG_NAME.clone()),
+                (true, false) => Some("192.0.2.69".into()),
+                (false, false) => None,
+            },
             file: if l & 1 << 6 != 0 {
                 LONG_FILE.clone()
             } else {
