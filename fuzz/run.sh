@@ -97,7 +97,7 @@ wait || true
 stat() { sed -n "s/^stat::$2: *//p" "$1" | tail -1; }
 
 FAILED=0
-printf '\n%-15s %12s %9s %7s %8s %8s %8s  %s\n' \
+printf '\n%-15s %12s %9s %7s %8s %12s %8s  %s\n' \
     target executions exec/s cov ft corpus rss_mb result
 for t in "${TARGETS[@]}"; do
     log=$LOGS/$t.log
@@ -109,7 +109,9 @@ for t in "${TARGETS[@]}"; do
     last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
-    corpus=$(find "corpus/$t" -type f | wc -l)
+    # libFuzzer's corpus (inputs/bytes), without the files its reductions
+    # made obsolete in corpus/TARGET.
+    corpus=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
     result=ok bad=0
     if [[ $rc -ne 0 ]]; then
         kind=$(grep -oE 'ERROR: libFuzzer: [a-z-]+|panicked at [^:]*|ERROR: AddressSanitizer: [a-z-]+' "$log" | head -1 || true)
@@ -128,8 +130,8 @@ for t in "${TARGETS[@]}"; do
         fi
     fi
     [[ $bad -eq 0 ]] || FAILED=1
-    printf '%-15s %12s %9s %7s %8s %8s %8s  %s\n' \
-        "$t" "${execs:--}" "${eps:--}" "${cov:--}" "${ft:--}" "$corpus" "${rss:--}" "$result"
+    printf '%-15s %12s %9s %7s %8s %12s %8s  %s\n' \
+        "$t" "${execs:--}" "${eps:--}" "${cov:--}" "${ft:--}" "${corpus:--}" "${rss:--}" "$result"
 done
 if [[ $FAILED -ne 0 ]]; then
     echo "fuzzing found a problem: see the logs in fuzz/$LOGS/" >&2
