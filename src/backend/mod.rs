@@ -11,6 +11,7 @@ use ipnet::Ipv4Net;
 use crate::mac::MacAddr;
 
 mod context;
+mod http;
 pub mod nautobot;
 pub mod netbox;
 pub mod pool;

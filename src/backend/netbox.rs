@@ -125,7 +125,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -271,7 +270,7 @@ impl Netbox {
             return Err("API token is empty or not printable ASCII".into());
         }
         let tls = match &conf.ca_file {
-            Some(path) => Some(load_ca(path)?),
+            Some(path) => Some(super::http::load_ca(path)?),
             None => None,
         };
         Ok(Netbox {
@@ -297,41 +296,12 @@ impl Netbox {
     }
 
     fn new_session(&self) -> NetboxSession {
-        let mut cfg = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(self.shared.timeout))
-            .max_redirects(0)
-            .user_agent(concat!("nfdhcpd/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections(4)
-            .max_idle_connections_per_host(4);
-        if let Some(tls) = &self.shared.tls {
-            cfg = cfg.tls_config(tls.clone());
-        }
         NetboxSession {
             shared: Arc::clone(&self.shared),
-            agent: ureq::Agent::new_with_config(cfg.build()),
+            agent: super::http::agent(self.shared.timeout, self.shared.tls.as_ref()),
             calls: 0,
         }
     }
-}
-
-fn load_ca(path: &Path) -> Result<ureq::tls::TlsConfig, String> {
-    let pem =
-        std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => return Err(format!("ca_file {}: {e}", path.display())),
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("ca_file {} holds no certificate", path.display()));
-    }
-    Ok(ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-        .build())
 }
 
 impl Backend for Netbox {
@@ -1998,7 +1968,7 @@ mod tests {
     /// Answers of the Netbox test double (tests/netbox_server.py --dump) for
     /// the 3.x (v3) and 4.x (v4) API generations.
     fn fixture(generation: &str, name: &str) -> Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/netbox")
             .join(generation)
             .join(name);
