@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use crate::mac::MacAddr;
 
+mod claims;
 mod context;
 mod http;
 pub mod nautobot;

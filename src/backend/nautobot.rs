@@ -79,6 +79,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
 
+use super::claims::Claims;
 use super::pool::{self, Choice, Pool, Record};
 use super::{
     Backend, BackendError, Boot, BootClient, Job, JobKind, Known, Lease, LeaseKind, NoLease,
@@ -100,9 +101,6 @@ const PAGE: usize = 1000;
 const PREFIX_TTL: Duration = Duration::from_secs(60);
 const PREFIX_MISS_TTL: Duration = Duration::from_secs(15);
 const PREFIX_CACHE_MAX: usize = 4096;
-/// How long a worker's pending create keeps other workers off an address: long
-/// enough to cover a read that started before the create landed.
-const CLAIM_TTL: Duration = Duration::from_secs(5);
 /// Create races lost before a job gives up (it fails, it is not a NAK).
 const MAX_LOST_RACES: u32 = 24;
 /// The records are read again after the first lost race and then after
@@ -177,7 +175,7 @@ struct Shared {
     graphql: AtomicBool,
     fields_ready: AtomicBool,
     prefixes: Mutex<HashMap<Ipv4Addr, (Instant, Option<PrefixInfo>)>>,
-    claims: Mutex<HashMap<Ipv4Addr, (MacAddr, Instant)>>,
+    claims: Claims,
 }
 
 impl fmt::Debug for Nautobot {
@@ -228,7 +226,7 @@ impl Nautobot {
                 graphql: AtomicBool::new(true),
                 fields_ready: AtomicBool::new(false),
                 prefixes: Mutex::new(HashMap::new()),
-                claims: Mutex::new(HashMap::new()),
+                claims: Claims::default(),
             }),
         })
     }
@@ -713,7 +711,7 @@ impl NautobotSession {
         let mut losses = 0u32;
         for _ in 0..MAX_OFFER_ROUNDS {
             let mut skip = lost.clone();
-            skip.extend(self.claimed_by_others(mac));
+            skip.extend(self.shared.claims.others(mac));
             let choice = pool::choose(&snap.records, &pool, mac, now, &skip);
             let (addr, kind, record) = match choice {
                 Choice::Static(r) => (r.addr, LeaseKind::Static, r.id),
@@ -725,14 +723,14 @@ impl NautobotSession {
                 // confirm sees it if that happened meanwhile.
                 Choice::Own(r) => (r.addr, LeaseKind::Dynamic, r.id),
                 Choice::Reuse(r) => {
-                    if !self.claim(r.addr, mac) {
+                    if !self.shared.claims.take(r.addr, mac) {
                         lost.push(r.addr);
                         continue;
                     }
                     let body = lease_patch(mac, hold, hostname, true);
                     let done = self.patch(&r.id, &body);
                     if !matches!(done, Ok(Some(_))) {
-                        self.unclaim(r.addr, mac);
+                        self.shared.claims.give_back(r.addr, mac);
                     }
                     if done?.is_none() {
                         snap = self.read(Some(mac), Some(&prefix))?;
@@ -741,7 +739,7 @@ impl NautobotSession {
                     (r.addr, LeaseKind::Dynamic, r.id)
                 }
                 Choice::Free(a) => {
-                    if !self.claim(a, mac) {
+                    if !self.shared.claims.take(a, mac) {
                         lost.push(a);
                         continue;
                     }
@@ -750,7 +748,7 @@ impl NautobotSession {
                     match created {
                         Ok(Created::Ok(id)) => (a, LeaseKind::Dynamic, id),
                         Ok(Created::Taken) => {
-                            self.unclaim(a, mac);
+                            self.shared.claims.give_back(a, mac);
                             lost.push(a);
                             losses += 1;
                             if losses >= MAX_LOST_RACES {
@@ -769,7 +767,7 @@ impl NautobotSession {
                             continue;
                         }
                         Err(e) => {
-                            self.unclaim(a, mac);
+                            self.shared.claims.give_back(a, mac);
                             return Err(e);
                         }
                     }
@@ -828,12 +826,12 @@ impl NautobotSession {
                     (LeaseKind::Dynamic, r.id)
                 }
                 Some(Choice::Reuse(r)) => {
-                    if !self.claim(addr, mac) {
+                    if !self.shared.claims.take(addr, mac) {
                         return Ok(Outcome::NoLease(NoLease::NotYours));
                     }
                     let done = self.patch(&r.id, &lease_patch(mac, expire, hostname, true));
                     if !matches!(done, Ok(Some(_))) {
-                        self.unclaim(addr, mac);
+                        self.shared.claims.give_back(addr, mac);
                     }
                     if done?.is_none() {
                         continue;
@@ -841,18 +839,18 @@ impl NautobotSession {
                     (LeaseKind::Dynamic, r.id)
                 }
                 Some(Choice::Free(a)) => {
-                    if !self.claim(a, mac) {
+                    if !self.shared.claims.take(a, mac) {
                         return Ok(Outcome::NoLease(NoLease::NotYours));
                     }
                     let fields = lease_fields(Some(mac), expire, hostname);
                     match self.create(&prefix, a, fields, dns_name(hostname)) {
                         Ok(Created::Ok(id)) => (LeaseKind::Dynamic, id),
                         Ok(Created::Taken) => {
-                            self.unclaim(a, mac);
+                            self.shared.claims.give_back(a, mac);
                             continue;
                         }
                         Err(e) => {
-                            self.unclaim(a, mac);
+                            self.shared.claims.give_back(a, mac);
                             return Err(e);
                         }
                     }
@@ -1012,37 +1010,6 @@ impl NautobotSession {
         lease.record = None;
         lease.dns = dns_servers(snap.device.as_ref());
         Ok(Outcome::Lease(lease))
-    }
-
-    // ---- claims between the workers of this process ----
-
-    fn claimed_by_others(&self, mac: MacAddr) -> Vec<Ipv4Addr> {
-        lock(&self.shared.claims)
-            .iter()
-            .filter(|(_, (m, at))| *m != mac && at.elapsed() < CLAIM_TTL)
-            .map(|(a, _)| *a)
-            .collect()
-    }
-
-    fn claim(&self, addr: Ipv4Addr, mac: MacAddr) -> bool {
-        let mut claims = lock(&self.shared.claims);
-        if claims.len() > 1024 {
-            claims.retain(|_, (_, at)| at.elapsed() < CLAIM_TTL);
-        }
-        match claims.get(&addr) {
-            Some((m, at)) if *m != mac && at.elapsed() < CLAIM_TTL => false,
-            _ => {
-                claims.insert(addr, (mac, Instant::now()));
-                true
-            }
-        }
-    }
-
-    fn unclaim(&self, addr: Ipv4Addr, mac: MacAddr) {
-        let mut claims = lock(&self.shared.claims);
-        if claims.get(&addr).is_some_and(|(m, _)| *m == mac) {
-            claims.remove(&addr);
-        }
     }
 }
 

@@ -132,6 +132,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::Ipv4Net;
 use serde_json::{json, Map, Value};
 
+use super::claims::Claims;
 use super::nautobot::{parse_expire, parse_mac};
 use super::{
     Backend, BackendError, Boot, BootClient, Job, JobKind, Known, Lease, LeaseKind, NoLease,
@@ -141,8 +142,7 @@ use crate::config::BackendConf;
 use crate::logging::utc_timestamp;
 use crate::mac::MacAddr;
 
-/// The custom fields of IP addresses the leases are kept in.
-pub const CUSTOM_FIELDS: [&str; 3] = ["pydhcp_mac", "pydhcp_expire", "pydhcp_hostname"];
+pub use super::nautobot::CUSTOM_FIELDS;
 
 /// Largest answer read: a page of 1000 full IP addresses is about 1.5 MB.
 const MAX_BODY: u64 = 16 << 20;
@@ -155,8 +155,6 @@ const MAX_IFACES: usize = 50;
 const PREFIX_TTL: Duration = Duration::from_secs(60);
 const PREFIX_MISS_TTL: Duration = Duration::from_secs(15);
 const CACHE_MAX: usize = 4096;
-/// How long a worker's pending claim keeps other workers off an address.
-const CLAIM_TTL: Duration = Duration::from_secs(5);
 /// Claims lost before a job gives up (it fails, it is not a NAK).
 const MAX_LOST_RACES: u32 = 8;
 /// Characters of an error answer kept in a BackendError.
@@ -225,7 +223,7 @@ struct Shared {
     prefixes: Mutex<HashMap<Ipv4Addr, (Instant, Option<PrefixInfo>)>>,
     /// DNS servers of a prefix's site or scope, by (filter, id).
     scope_dns: Mutex<HashMap<Scope, (Instant, Vec<Ipv4Addr>)>>,
-    claims: Mutex<HashMap<Ipv4Addr, (MacAddr, Instant)>>,
+    claims: Claims,
     warned: Mutex<HashSet<String>>,
 }
 
@@ -284,7 +282,7 @@ impl Netbox {
                 api: AtomicU32::new(0),
                 prefixes: Mutex::new(HashMap::new()),
                 scope_dns: Mutex::new(HashMap::new()),
-                claims: Mutex::new(HashMap::new()),
+                claims: Claims::default(),
                 warned: Mutex::new(HashSet::new()),
             }),
         })
@@ -1650,7 +1648,7 @@ impl NetboxSession {
         let mut losses = 0u32;
         while losses < MAX_LOST_RACES {
             let mut skip = lost.clone();
-            skip.extend(self.claimed_by_others(mac));
+            skip.extend(self.shared.claims.others(mac));
             let (rec, takeover) = match choose(&records, mac, now, &skip) {
                 Dyn::Exhausted => return Ok(Err(NoLease::PoolExhausted)),
                 // An own lease that runs past the hold is left as it is.
@@ -1698,12 +1696,12 @@ impl NetboxSession {
         now: SystemTime,
         body: &Value,
     ) -> Result<Write, BackendError> {
-        if !self.claim_local(rec.addr, mac) {
+        if !self.shared.claims.take(rec.addr, mac) {
             return Ok(Write::Refused);
         }
         let r = self.write_checked(rec, body, |r| r.claimable(mac, now), true);
         if !matches!(&r, Ok(Write::Done(d)) if d.mac == Some(mac)) {
-            self.unclaim_local(rec.addr, mac);
+            self.shared.claims.give_back(rec.addr, mac);
         }
         r
     }
@@ -1926,37 +1924,6 @@ impl NetboxSession {
             record: None,
             lease_secs: 0,
         }))
-    }
-
-    // ---- claims between the workers of this process ----
-
-    fn claimed_by_others(&self, mac: MacAddr) -> Vec<Ipv4Addr> {
-        lock(&self.shared.claims)
-            .iter()
-            .filter(|(_, (m, at))| *m != mac && at.elapsed() < CLAIM_TTL)
-            .map(|(a, _)| *a)
-            .collect()
-    }
-
-    fn claim_local(&self, addr: Ipv4Addr, mac: MacAddr) -> bool {
-        let mut claims = lock(&self.shared.claims);
-        if claims.len() > 1024 {
-            claims.retain(|_, (_, at)| at.elapsed() < CLAIM_TTL);
-        }
-        match claims.get(&addr) {
-            Some((m, at)) if *m != mac && at.elapsed() < CLAIM_TTL => false,
-            _ => {
-                claims.insert(addr, (mac, Instant::now()));
-                true
-            }
-        }
-    }
-
-    fn unclaim_local(&self, addr: Ipv4Addr, mac: MacAddr) {
-        let mut claims = lock(&self.shared.claims);
-        if claims.get(&addr).is_some_and(|(m, _)| *m == mac) {
-            claims.remove(&addr);
-        }
     }
 }
 
