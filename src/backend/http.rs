@@ -40,3 +40,40 @@ pub(crate) fn load_ca(path: &Path) -> Result<TlsConfig, String> {
         .root_certs(RootCerts::new_with_certs(&certs))
         .build())
 }
+
+/// Where and how a backend connects, from its config section.
+pub(crate) struct Endpoint {
+    /// The URL without a trailing slash.
+    pub base: String,
+    pub tls: Option<TlsConfig>,
+    pub timeout: Duration,
+}
+
+/// Checks `[<name>] url`, the token (never echoed) and `ca_file`.
+pub(crate) fn endpoint(
+    name: &str,
+    conf: &crate::config::BackendConf,
+    token: &str,
+) -> Result<Endpoint, String> {
+    let url = conf
+        .url
+        .as_deref()
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty())
+        .ok_or(format!("{name} url is not set"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{name} url {url} is not http:// or https://"));
+    }
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("API token is empty or not printable ASCII".into());
+    }
+    let tls = match &conf.ca_file {
+        Some(path) => Some(load_ca(path)?),
+        None => None,
+    };
+    Ok(Endpoint {
+        base: url.to_owned(),
+        tls,
+        timeout: Duration::from_secs(conf.timeout_secs.max(1)),
+    })
+}

@@ -197,30 +197,15 @@ impl Nautobot {
     /// `lease_secs` is the lease time offered (`[relay] lease_time`); a
     /// Confirm job carries its own.
     pub fn new(conf: &BackendConf, token: String, lease_secs: u32) -> Result<Nautobot, String> {
-        let url = conf
-            .url
-            .as_deref()
-            .map(|u| u.trim().trim_end_matches('/'))
-            .filter(|u| !u.is_empty())
-            .ok_or("nautobot url is not set")?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("nautobot url {url} is not http:// or https://"));
-        }
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("API token is empty or not printable ASCII".into());
-        }
-        let tls = match &conf.ca_file {
-            Some(path) => Some(super::http::load_ca(path)?),
-            None => None,
-        };
+        let end = super::http::endpoint("nautobot", conf, &token)?;
         Ok(Nautobot {
             shared: Arc::new(Shared {
-                base: url.to_owned(),
+                base: end.base,
                 token,
                 roles: conf.prefix_roles.clone(),
                 reserved: conf.reserved,
-                timeout: Duration::from_secs(conf.timeout_secs.max(1)),
-                tls,
+                timeout: end.timeout,
+                tls: end.tls,
                 allow_unknown: conf.allow_unknown_devices,
                 lease_secs,
                 graphql: AtomicBool::new(true),

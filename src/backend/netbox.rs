@@ -255,28 +255,13 @@ impl Netbox {
     /// `lease_secs` is the lease time offered (`[relay] lease_time`); a
     /// Confirm job carries its own.
     pub fn new(conf: &BackendConf, token: String, lease_secs: u32) -> Result<Netbox, String> {
-        let url = conf
-            .url
-            .as_deref()
-            .map(|u| u.trim().trim_end_matches('/'))
-            .filter(|u| !u.is_empty())
-            .ok_or("netbox url is not set")?;
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("netbox url {url} is not http:// or https://"));
-        }
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("API token is empty or not printable ASCII".into());
-        }
-        let tls = match &conf.ca_file {
-            Some(path) => Some(super::http::load_ca(path)?),
-            None => None,
-        };
+        let end = super::http::endpoint("netbox", conf, &token)?;
         Ok(Netbox {
             shared: Arc::new(Shared {
-                base: url.to_owned(),
+                base: end.base,
                 auth: auth_header(&token),
-                timeout: Duration::from_secs(conf.timeout_secs.max(1)),
-                tls,
+                timeout: end.timeout,
+                tls: end.tls,
                 allow_unknown: conf.allow_unknown_devices,
                 lease_secs,
                 api: AtomicU32::new(0),
