@@ -3,8 +3,6 @@
 use crossbeam_channel::Sender;
 
 use crate::binding::{Binding, BindingError};
-use crate::link::IfName;
-use crate::mac::MacAddr;
 
 /// Which protocol a queue carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,19 +22,6 @@ impl QueueKind {
             QueueKind::Dhcp6 => "dhcpv6",
         }
     }
-}
-
-/// A queued packet. The nfq message itself travels to the state thread and
-/// back with its verdict set, so the payload is never copied.
-pub struct Packet {
-    pub kind: QueueKind,
-    pub msg: nfq::Message,
-    /// Where the packet entered: physindev (bridged) or indev (routed).
-    pub ifindex: u32,
-    pub ifname: Option<IfName>,
-    pub src_mac: Option<MacAddr>,
-    /// Where the verdicted message goes back to.
-    pub verdict_tx: Sender<nfq::Message>,
 }
 
 /// A binding file as the watcher found it.

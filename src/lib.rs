@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod nfqueue;
 pub mod proto;
 pub mod relay;
+pub mod responder;
 pub mod state;
 pub mod watch;

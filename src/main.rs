@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -20,12 +20,11 @@ use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
 use nfdhcpd::proto::relay4;
 use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
 use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
+use nfdhcpd::responder::{Answers, Published, Responder, Shared};
 use nfdhcpd::state::relay::RelaySide;
-use nfdhcpd::state::{Settings, State};
+use nfdhcpd::state::{QueueView, Settings, State, Stats, WarnLimiter};
 use nfdhcpd::{logging, watch};
 
-/// Packets waiting for the state thread; beyond this they are dropped and counted.
-const PACKET_CHANNEL: usize = 4096;
 /// Control events (binding changes, signals); senders wait rather than drop.
 const CONTROL_CHANNEL: usize = 1024;
 /// Relayed datagrams waiting for the state thread.
@@ -241,16 +240,18 @@ fn vm_host_settings(cfg: &Config) -> Settings {
     });
     Settings {
         datapath: cfg.general.datapath.clone(),
-        dhcp4: dhcp4::Params {
-            lease_lifetime: cfg.dhcp.lease_lifetime,
-            lease_renewal: cfg.dhcp.lease_renewal,
-            server_ip: cfg.dhcp.server_ip,
-            server_on_link: cfg.dhcp.server_on_link,
-            nameservers: cfg.dhcp.nameservers.clone(),
-            domain: cfg.dhcp.domain.clone(),
-        },
-        ndp,
-        dhcp6,
+        answers: Arc::new(Answers {
+            dhcp4: dhcp4::Params {
+                lease_lifetime: cfg.dhcp.lease_lifetime,
+                lease_renewal: cfg.dhcp.lease_renewal,
+                server_ip: cfg.dhcp.server_ip,
+                server_on_link: cfg.dhcp.server_on_link,
+                nameservers: cfg.dhcp.nameservers.clone(),
+                domain: cfg.dhcp.domain.clone(),
+            },
+            ndp,
+            dhcp6,
+        }),
         ra_period: Duration::from_secs(u64::from(v6.ra_period.max(1))),
     }
 }
@@ -287,7 +288,8 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     };
 
     // Everything that needs privileges is opened first.
-    let sender = FrameSender::open().map_err(|e| format!("cannot open AF_PACKET socket: {e}"))?;
+    let sender =
+        Arc::new(FrameSender::open().map_err(|e| format!("cannot open AF_PACKET socket: {e}"))?);
     let wanted: Vec<(u16, QueueKind)> = cfg
         .queues()
         .into_iter()
@@ -337,21 +339,35 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     }
 
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(CONTROL_CHANNEL);
-    let (pkt_tx, pkt_rx) = bounded(PACKET_CHANNEL);
     let (relay_tx, relay_rx) = bounded::<RelayPacket>(RELAY_CHANNEL);
 
     let initial = watch::scan(&datapath).unwrap_or_default();
 
     let settings = vm_host_settings(cfg);
-    let mut queue_stats = Vec::new();
+    let published = Arc::new(Published::default());
+    let warn = Arc::new(Mutex::new(WarnLimiter::default()));
+    let mut views = Vec::new();
     let mut queues = Vec::new();
     for q in bound {
-        let st = Arc::new(QueueStats::default());
-        queue_stats.push((q.num, q.kind, st.clone()));
-        queues.push((q, st));
+        let view = QueueView {
+            num: q.num,
+            kind: q.kind,
+            queue: Arc::new(QueueStats::default()),
+            answers: Arc::new(Mutex::new(Stats::default())),
+        };
+        let shared = Shared {
+            answers: settings.answers.clone(),
+            bindings: published.clone(),
+            sender: sender.clone(),
+            warn: warn.clone(),
+        };
+        let responder = Responder::new(q.kind, shared, view.answers.clone())
+            .map_err(|e| format!("cannot start: {e}"))?;
+        queues.push((q, responder, view.queue.clone()));
+        views.push(view);
     }
-    let mut state =
-        State::new(settings, sender, queue_stats).map_err(|e| format!("cannot start: {e}"))?;
+    let mut state = State::new(settings, published, sender, warn, views)
+        .map_err(|e| format!("cannot start: {e}"))?;
     let relay_stats = Arc::new(RelayStats::default());
     if let (Some(sock), Some(backend)) = (&relay_sock, &backend) {
         let (urgent_tx, urgent_rx) = bounded(MAX_PENDING_JOBS);
@@ -392,19 +408,18 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     }
     // Loaded before the first packet is read, so "ready" means answering.
     state.on_control(Control::Rescan(initial));
+    state.publish();
     let nbindings = state.bindings().len();
     let state_thread = std::thread::Builder::new()
         .name("state".into())
-        .spawn(move || state.run(ctrl_rx, pkt_rx, relay_rx))
+        .spawn(move || state.run(ctrl_rx, relay_rx))
         .map_err(|e| format!("cannot start state thread: {e}"))?;
 
     let mut qnames = Vec::new();
-    for (q, st) in queues {
+    for (q, responder, st) in queues {
         qnames.push(format!("{} ({})", q.num, q.kind.name()));
-        nfqueue::spawn(q, pkt_tx.clone(), st)
-            .map_err(|e| format!("cannot start queue thread: {e}"))?;
+        nfqueue::spawn(q, responder, st).map_err(|e| format!("cannot start queue thread: {e}"))?;
     }
-    drop(pkt_tx);
     if let Some(sock) = relay_sock {
         let ifaces = cfg.relay.interfaces.clone();
         relay::spawn(sock, ifaces, relay_tx, relay_stats.clone())

@@ -1,25 +1,25 @@
-//! One thread per NFQUEUE: receive, hand over, apply the verdict that comes back.
-//! The thread never decides anything itself.
+//! One thread per NFQUEUE: receive a packet, answer it through the
+//! thread's own `Responder`, set the verdict, next. The same loop as the
+//! least an NFQUEUE responder can do, plus the decision.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
-use log::{debug, error, warn};
+use log::warn;
 
-use crate::event::{Packet, QueueKind};
-use crate::link::Link;
-use crate::mac::MacAddr;
-
-/// Most messages handled per wake-up; also the size of the verdict channel.
-const BATCH: usize = 64;
-/// Longest wait for the state thread's verdicts before failing open.
-const VERDICT_WAIT: Duration = Duration::from_secs(2);
+use crate::event::QueueKind;
+use crate::responder::Responder;
 
 /// Kernel-side queue length: packets beyond it are dropped by the kernel.
 const QUEUE_MAXLEN: u32 = 4096;
+
+/// Receive buffer of the netlink socket. The kernel's default (about 208
+/// KiB) holds only a few hundred queued packets and drops the rest of a
+/// burst before the thread can read it; this holds the whole kernel queue.
+const NETLINK_RCVBUF: libc::c_int = 8 << 20;
 
 /// An NFQUEUE bound as root, before privileges are dropped.
 pub struct BoundQueue {
@@ -37,103 +37,75 @@ impl BoundQueue {
         queue.set_queue_max_len(num, QUEUE_MAXLEN)?;
         // Never fail open on a full kernel queue: guests' packets must not leak onward.
         queue.set_fail_open(num, false)?;
+        set_rcvbuf(&queue, NETLINK_RCVBUF)?;
         Ok(BoundQueue { num, kind, queue })
     }
+}
+
+/// SO_RCVBUFFORCE: beyond net.core.rmem_max, which CAP_NET_ADMIN allows.
+fn set_rcvbuf(queue: &nfq::Queue, bytes: libc::c_int) -> io::Result<()> {
+    // SAFETY: an int option of the right size on a socket the queue owns.
+    let r = unsafe {
+        libc::setsockopt(
+            queue.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Counters the queue threads keep themselves.
 #[derive(Default)]
 pub struct QueueStats {
     pub received: AtomicU64,
-    /// Dropped because the state thread's packet channel was full.
-    pub channel_drops: AtomicU64,
-    /// Accepted because no verdict came back in time.
-    pub verdict_timeouts: AtomicU64,
+    /// Verdicts the kernel refused (the packet stays queued until it times out).
+    pub verdict_errors: AtomicU64,
 }
 
 pub fn spawn(
     bq: BoundQueue,
-    tx: Sender<Packet>,
+    responder: Responder,
     stats: Arc<QueueStats>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("nfq-{}", bq.num))
-        .spawn(move || {
-            if let Err(e) = run(bq, tx, &stats) {
-                error!("queue thread stopped: {e}");
-            }
-        })
+        .spawn(move || run(bq, responder, &stats))
 }
 
-fn run(bq: BoundQueue, tx: Sender<Packet>, stats: &QueueStats) -> io::Result<()> {
-    let BoundQueue {
-        num,
-        kind,
-        mut queue,
-    } = bq;
-    let link = Link::new()?;
-    let (vtx, vrx) = bounded::<nfq::Message>(BATCH);
-    let mut batch: Vec<nfq::Message> = Vec::with_capacity(BATCH);
+fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
+    let BoundQueue { num, mut queue, .. } = bq;
+    let mut failures = 0u32;
     loop {
-        queue.set_nonblocking(false);
-        match queue.recv() {
-            Ok(m) => batch.push(m),
+        // One message at a time, dropped before the next receive: the
+        // crate then reuses its receive buffer instead of allocating.
+        let mut msg = match queue.recv() {
+            Ok(m) => {
+                failures = 0;
+                m
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                warn!("queue {num}: receive failed: {e}");
+                failures += 1;
+                if failures == 1 || failures % 1000 == 0 {
+                    warn!("queue {num}: receive failed ({failures} times in a row): {e}");
+                }
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-        }
-        queue.set_nonblocking(true);
-        while batch.len() < BATCH {
-            match queue.recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+        };
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        let verdict = responder.handle(&msg);
+        msg.set_verdict(verdict);
+        if let Err(e) = queue.verdict(msg) {
+            if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                warn!("queue {num}: verdict refused: {e}");
             }
-        }
-        stats
-            .received
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-
-        let mut pending = 0usize;
-        for mut msg in batch.drain(..) {
-            let physin = msg.get_physindev();
-            let ifindex = if physin != 0 { physin } else { msg.get_indev() };
-            let src_mac = msg.get_hw_addr().and_then(MacAddr::from_slice);
-            let p = Packet {
-                kind,
-                ifname: link.name_of(ifindex),
-                ifindex,
-                src_mac,
-                msg,
-                verdict_tx: vtx.clone(),
-            };
-            match tx.try_send(p) {
-                Ok(()) => pending += 1,
-                Err(TrySendError::Full(p)) | Err(TrySendError::Disconnected(p)) => {
-                    stats.channel_drops.fetch_add(1, Ordering::Relaxed);
-                    msg = p.msg;
-                    msg.set_verdict(nfq::Verdict::Drop);
-                    queue.verdict(msg)?;
-                }
-            }
-        }
-        for _ in 0..pending {
-            match vrx.recv_timeout(VERDICT_WAIT) {
-                Ok(msg) => queue.verdict(msg)?,
-                Err(_) => {
-                    // The state thread is stuck: the messages it holds are lost
-                    // to us; the kernel keeps them until the socket closes.
-                    stats.verdict_timeouts.fetch_add(1, Ordering::Relaxed);
-                    debug!("queue {num}: verdict wait timed out");
-                    break;
-                }
-            }
-        }
-        // Verdicts that arrive late are applied on the next round.
-        while let Ok(msg) = vrx.try_recv() {
-            queue.verdict(msg)?;
         }
     }
 }

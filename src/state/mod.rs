@@ -1,11 +1,11 @@
-//! The state thread: owns the bindings and counters and decides every answer.
-//! Protocol decisions are delegated to the pure `proto` modules; this is the
-//! shell that looks things up, sends frames and keeps score.
+//! The state thread: owns the bindings, publishes them to the queue threads'
+//! responders, sends the periodic and withdrawing Router Advertisements,
+//! runs the relay side, and keeps score.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select_biased, Receiver};
@@ -14,12 +14,12 @@ pub mod relay;
 use log::{debug, info, warn};
 
 use crate::binding::Binding;
-use crate::event::{BindingRead, Control, Packet, QueueKind};
+use crate::event::{BindingRead, Control, QueueKind};
 use crate::link::{FrameSender, Link};
-use crate::mac::MacAddr;
 use crate::nfqueue::QueueStats;
-use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
+use crate::proto::ndp;
 use crate::relay::RelayPacket;
+use crate::responder::{Answers, BindingMap, Published};
 
 /// How often the metrics file is rewritten.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// Warnings of one kind are logged at most this often; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Stats {
     /// Packets handed over, by queue kind.
     pub requests: BTreeMap<&'static str, u64>,
@@ -43,19 +43,38 @@ pub struct Stats {
     pub binding_errors: u64,
 }
 
-pub(crate) fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        for (mine, theirs) in [
+            (&mut self.requests, &o.requests),
+            (&mut self.answers, &o.answers),
+            (&mut self.refusals, &o.refusals),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_insert(0) += v;
+            }
+        }
+        self.accepted_unknown += o.accepted_unknown;
+        self.releases += o.releases;
+        self.declines += o.declines;
+        self.send_errors += o.send_errors;
+        self.binding_errors += o.binding_errors;
+    }
+}
+
+pub fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
     *map.entry(key).or_insert(0) += 1;
 }
 
 /// Rate limit for warnings an attacker could otherwise turn into a log flood.
 #[derive(Default)]
-pub(crate) struct WarnLimiter {
+pub struct WarnLimiter {
     last: HashMap<&'static str, (Instant, u64)>,
 }
 
 impl WarnLimiter {
     /// Some(n suppressed since the last one) when a warning of `kind` may be logged now.
-    pub(crate) fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
+    pub fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
         match self.last.get_mut(kind) {
             Some((t, n)) if now.duration_since(*t) < WARN_INTERVAL => {
                 *n += 1;
@@ -75,7 +94,7 @@ impl WarnLimiter {
     }
 }
 
-pub(crate) fn suppressed(n: u64) -> String {
+pub fn suppressed(n: u64) -> String {
     if n == 0 {
         String::new()
     } else {
@@ -83,31 +102,38 @@ pub(crate) fn suppressed(n: u64) -> String {
     }
 }
 
-/// What the VM-host answers depend on, from the configuration.
+/// What the state thread needs from the configuration.
 pub struct Settings {
     pub datapath: PathBuf,
-    pub dhcp4: dhcp4::Params,
-    /// Router Advertisements and Neighbor Advertisements; None without IPv6.
-    pub ndp: Option<ndp::Params>,
-    /// None unless DHCPv6 is served.
-    pub dhcp6: Option<dhcp6::Params>,
+    pub answers: Arc<Answers>,
     pub ra_period: Duration,
+}
+
+/// A queue thread as the state thread sees it: its counters.
+pub struct QueueView {
+    pub num: u16,
+    pub kind: QueueKind,
+    pub queue: Arc<QueueStats>,
+    pub answers: Arc<Mutex<Stats>>,
 }
 
 pub struct State {
     datapath: PathBuf,
-    bindings: HashMap<String, Binding>,
+    bindings: BindingMap,
+    /// Where the queue threads read the bindings from.
+    published: Arc<Published>,
+    /// Bindings changed since the last publication.
+    dirty: bool,
     /// Binding files that failed to parse, with the reason (for SIGUSR1).
     bad_files: BTreeMap<String, String>,
-    dhcp4: dhcp4::Params,
-    ndp: Option<ndp::Params>,
-    dhcp6: Option<dhcp6::Params>,
+    answers: Arc<Answers>,
     ra_period: Duration,
     link: Link,
-    sender: FrameSender,
+    sender: Arc<FrameSender>,
+    /// This thread's own answers (RAs) and binding errors.
     stats: Stats,
-    queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
-    warn: WarnLimiter,
+    queues: Vec<QueueView>,
+    warn: Arc<Mutex<WarnLimiter>>,
     relay: Option<relay::RelaySide>,
     relay_stats: Option<Arc<crate::relay::RelayStats>>,
     metrics: Option<crossbeam_channel::Sender<String>>,
@@ -116,22 +142,24 @@ pub struct State {
 impl State {
     pub fn new(
         settings: Settings,
-        sender: FrameSender,
-        queues: Vec<(u16, QueueKind, Arc<QueueStats>)>,
+        published: Arc<Published>,
+        sender: Arc<FrameSender>,
+        warn: Arc<Mutex<WarnLimiter>>,
+        queues: Vec<QueueView>,
     ) -> std::io::Result<State> {
         Ok(State {
             datapath: settings.datapath,
-            bindings: HashMap::new(),
+            bindings: BindingMap::new(),
+            published,
+            dirty: false,
             bad_files: BTreeMap::new(),
-            dhcp4: settings.dhcp4,
-            ndp: settings.ndp,
-            dhcp6: settings.dhcp6,
+            answers: settings.answers,
             ra_period: settings.ra_period,
             link: Link::new()?,
             sender,
             stats: Stats::default(),
             queues,
-            warn: WarnLimiter::default(),
+            warn,
             relay: None,
             relay_stats: None,
             metrics: None,
@@ -155,20 +183,23 @@ impl State {
         self
     }
 
-    pub fn bindings(&self) -> &HashMap<String, Binding> {
+    pub fn bindings(&self) -> &BindingMap {
         &self.bindings
+    }
+
+    /// Makes the bindings as they are now the ones the queue threads answer from.
+    pub fn publish(&mut self) {
+        if self.dirty {
+            self.published.publish(self.bindings.clone());
+            self.dirty = false;
+        }
     }
 
     /// Runs until `Shutdown`. Control events always go first: a binding change
     /// must never wait behind a flood of packets.
-    pub fn run(
-        mut self,
-        ctrl: Receiver<Control>,
-        mut packets: Receiver<Packet>,
-        mut relayed: Receiver<RelayPacket>,
-    ) {
+    pub fn run(mut self, ctrl: Receiver<Control>, mut relayed: Receiver<RelayPacket>) {
         // Without IPv6 the ticker never fires.
-        let ra_tick = if self.ndp.is_some() {
+        let ra_tick = if self.answers.ndp.is_some() {
             crossbeam_channel::tick(self.ra_period)
         } else {
             crossbeam_channel::never()
@@ -187,14 +218,16 @@ impl State {
                         let _ = ack.send(());
                         return;
                     }
-                    Ok(c) => self.on_control(c),
+                    Ok(c) => {
+                        self.on_control(c);
+                        // A burst of changes is published once, when drained.
+                        if ctrl.is_empty() {
+                            self.publish();
+                        }
+                    }
                     Err(_) => return,
                 },
                 // A source without senders (mode not enabled) is never read again.
-                recv(packets) -> p => match p {
-                    Ok(p) => self.on_packet(p),
-                    Err(_) => packets = crossbeam_channel::never(),
-                },
                 recv(relayed) -> p => match (p, self.relay.as_mut()) {
                     (Ok(p), Some(r)) => r.on_packet(p, SystemTime::now()),
                     (Ok(_), None) => {}
@@ -237,8 +270,8 @@ impl State {
         self.ra_for(b.clone(), withdraw)
     }
 
-    fn ra_for(&mut self, b: Binding, withdraw: bool) -> bool {
-        let Some(params) = &self.ndp else {
+    fn ra_for(&mut self, b: Arc<Binding>, withdraw: bool) -> bool {
+        let Some(params) = &self.answers.ndp else {
             return false;
         };
         if b.subnet6.is_none() {
@@ -257,7 +290,7 @@ impl State {
 
     /// The final RA with router lifetime 0 for every binding.
     fn withdraw_all(&mut self) {
-        let all: Vec<Binding> = self.bindings.values().cloned().collect();
+        let all: Vec<Arc<Binding>> = self.bindings.values().cloned().collect();
         let mut n = 0;
         for b in all {
             if self.ra_for(b, true) {
@@ -289,12 +322,7 @@ impl State {
             }
             Err(e) => {
                 self.stats.send_errors += 1;
-                if let Some(n) = self.warn.allow("send", Instant::now()) {
-                    warn!(
-                        "cannot send {kind} on ifindex {ifindex}: {e}{}",
-                        suppressed(n)
-                    );
-                }
+                crate::responder::send_failed(&self.warn, kind, ifindex, &e);
                 false
             }
         }
@@ -320,7 +348,8 @@ impl State {
         match read {
             None => {
                 self.bad_files.remove(&name);
-                if let Some(old) = self.bindings.remove(&name) {
+                if let Some(old) = self.bindings.remove(name.as_str()) {
+                    self.dirty = true;
                     info!("binding {name} removed");
                     // Withdraw the host as the guest's router.
                     self.ra_for(old, true);
@@ -329,7 +358,8 @@ impl State {
             Some(Ok(b)) => {
                 self.bad_files.remove(&name);
                 let line = describe(&b);
-                let old = self.bindings.insert(name.clone(), b);
+                let old = self.bindings.insert(Arc::from(name.as_str()), Arc::new(b));
+                self.dirty = true;
                 if verbose {
                     let what = if old.is_some() { "updated" } else { "added" };
                     info!("binding {name} {what}: {line}");
@@ -341,7 +371,7 @@ impl State {
             }
             Some(Err(e)) => {
                 self.stats.binding_errors += 1;
-                let keep = if self.bindings.contains_key(&name) {
+                let keep = if self.bindings.contains_key(name.as_str()) {
                     "; the previous binding stays in force"
                 } else {
                     ""
@@ -361,8 +391,8 @@ impl State {
         let gone: Vec<String> = self
             .bindings
             .keys()
-            .filter(|n| !present.contains(n.as_str()))
-            .cloned()
+            .filter(|n| !present.contains(&***n))
+            .map(|n| n.to_string())
             .collect();
         self.bad_files.retain(|n, _| present.contains(n.as_str()));
         for name in gone {
@@ -378,64 +408,11 @@ impl State {
         );
     }
 
-    pub fn on_packet(&mut self, mut p: Packet) {
-        bump(&mut self.stats.requests, p.kind.name());
-        let Some(b) = p.ifname.and_then(|n| self.bindings.get(n.as_str())) else {
-            // Not ours: the kernel carries on with it.
-            self.stats.accepted_unknown += 1;
-            p.msg.set_verdict(nfq::Verdict::Accept);
-            let _ = p.verdict_tx.try_send(p.msg);
-            return;
-        };
-        let frame = match p.kind {
-            QueueKind::Dhcp4 => {
-                let outcome = match self.link.mac_of(&b.indev) {
-                    Some(server_mac) => {
-                        dhcp4::answer(p.msg.get_payload(), p.src_mac, b, server_mac, &self.dhcp4)
-                    }
-                    None => {
-                        debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
-                        dhcp4::Outcome::Refused(Refusal::Unconfigured)
-                    }
-                };
-                dhcp4_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
-            }
-            QueueKind::RouterSolicit | QueueKind::NeighborSolicit => {
-                match (&self.ndp, self.link.mac_of(&b.indev)) {
-                    (Some(params), Some(server_mac)) => {
-                        let payload = p.msg.get_payload();
-                        let outcome = if p.kind == QueueKind::RouterSolicit {
-                            ndp::answer_rs(payload, p.src_mac, b, server_mac, params)
-                        } else {
-                            ndp::answer_ns(payload, p.src_mac, b, server_mac)
-                        };
-                        ndp_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
-                    }
-                    _ => None,
-                }
-            }
-            QueueKind::Dhcp6 => match (&self.dhcp6, self.link.mac_of(&b.indev)) {
-                (Some(params), Some(server_mac)) => {
-                    let outcome =
-                        dhcp6::answer(p.msg.get_payload(), p.src_mac, b, server_mac, params);
-                    dhcp6_outcome(&mut self.stats, &mut self.warn, b, p.src_mac, outcome)
-                }
-                _ => None,
-            },
-        };
-        // Known interface: the request ends here, answered or not.
-        p.msg.set_verdict(nfq::Verdict::Drop);
-        let _ = p.verdict_tx.try_send(p.msg);
-        if let Some((kind, frame)) = frame {
-            self.send_frame(p.ifindex, kind, &frame, false);
-        }
-    }
-
     /// Every counter in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
         use crate::metrics::{labelled, Text};
         let mut t = Text::default();
-        let s = &self.stats;
+        let s = &self.totals();
         t.gauge(
             "bindings",
             "Binding files in force.",
@@ -484,7 +461,7 @@ impl State {
         let q = |f: fn(&QueueStats) -> u64| -> Vec<(String, u64)> {
             self.queues
                 .iter()
-                .map(|(n, _, st)| (format!("queue=\"{n}\""), f(st)))
+                .map(|v| (format!("queue=\"{}\"", v.num), f(&v.queue)))
                 .collect()
         };
         t.family(
@@ -494,10 +471,10 @@ impl State {
             &q(|s| s.received.load(Ordering::Relaxed)),
         );
         t.family(
-            "queue_channel_drops_total",
+            "queue_verdict_errors_total",
             "counter",
-            "Packets dropped because the state thread was busy.",
-            &q(|s| s.channel_drops.load(Ordering::Relaxed)),
+            "Verdicts the kernel refused.",
+            &q(|s| s.verdict_errors.load(Ordering::Relaxed)),
         );
         if let Some(r) = &self.relay {
             r.metrics(&mut t);
@@ -517,31 +494,39 @@ impl State {
         t.into_string()
     }
 
+    /// This thread's counters and every queue thread's, added up.
+    fn totals(&self) -> Stats {
+        let mut all = self.stats.clone();
+        for v in &self.queues {
+            all.add(&v.answers.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        all
+    }
+
     fn dump(&self) {
         info!("--- {} bindings ---", self.bindings.len());
-        let mut names: Vec<&String> = self.bindings.keys().collect();
-        names.sort();
-        for n in names {
-            if let Some(b) = self.bindings.get(n) {
-                info!("binding {n}: {}", describe(b));
-            }
+        let mut all: Vec<(&Arc<str>, &Arc<Binding>)> = self.bindings.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        for (n, b) in all {
+            info!("binding {n}: {}", describe(b));
         }
         for (n, e) in &self.bad_files {
             info!("ignored binding file {n}: {e}");
         }
         info!("--- counters ---");
-        for (q, kind, s) in &self.queues {
+        for v in &self.queues {
             info!(
-                "queue {q} ({}): received {} channel_drops {} verdict_timeouts {}",
-                kind.name(),
-                s.received.load(Ordering::Relaxed),
-                s.channel_drops.load(Ordering::Relaxed),
-                s.verdict_timeouts.load(Ordering::Relaxed)
+                "queue {} ({}): received {} verdict_errors {}",
+                v.num,
+                v.kind.name(),
+                v.queue.received.load(Ordering::Relaxed),
+                v.queue.verdict_errors.load(Ordering::Relaxed)
             );
         }
-        info!("requests: {}", fmt_map(&self.stats.requests));
-        info!("answers: {}", fmt_map(&self.stats.answers));
-        info!("refusals: {}", fmt_map(&self.stats.refusals));
+        let all = self.totals();
+        info!("requests: {}", fmt_map(&all.requests));
+        info!("answers: {}", fmt_map(&all.answers));
+        info!("refusals: {}", fmt_map(&all.refusals));
         if let Some(r) = &self.relay {
             r.dump();
         }
@@ -555,11 +540,7 @@ impl State {
         }
         info!(
             "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {}",
-            self.stats.accepted_unknown,
-            self.stats.releases,
-            self.stats.declines,
-            self.stats.send_errors,
-            self.stats.binding_errors
+            all.accepted_unknown, all.releases, all.declines, all.send_errors, all.binding_errors
         );
     }
 }
@@ -601,140 +582,4 @@ fn describe(b: &Binding) -> String {
         s += &format!(" mtu {m}");
     }
     s
-}
-
-/// Counts a refusal; spoofing is worth a (rate-limited) warning.
-fn refused(
-    stats: &mut Stats,
-    warn: &mut WarnLimiter,
-    b: &Binding,
-    what: &str,
-    src_mac: Option<MacAddr>,
-    r: Refusal,
-) {
-    bump(&mut stats.refusals, r.name());
-    if r == Refusal::SpoofedMac {
-        if let Some(n) = warn.allow("spoof", Instant::now()) {
-            warn!(
-                "{}: {what} from {} refused: source MAC is not the binding's {} (spoofing?){}",
-                b.name,
-                src_mac.map(|m| m.to_string()).unwrap_or_else(|| "?".into()),
-                b.mac,
-                suppressed(n)
-            );
-        }
-    } else {
-        debug!("{}: {what} refused: {}", b.name, r.name());
-    }
-}
-
-fn ndp_outcome(
-    stats: &mut Stats,
-    warn: &mut WarnLimiter,
-    b: &Binding,
-    src_mac: Option<MacAddr>,
-    outcome: ndp::Outcome,
-) -> Option<(&'static str, Vec<u8>)> {
-    match outcome {
-        ndp::Outcome::Reply(r) => {
-            let target = r.addr.map(|a| format!(" {a}")).unwrap_or_default();
-            info!(
-                "{} {} {} -> {}{target}",
-                b.name,
-                r.client_mac,
-                r.request.name(),
-                r.kind.name()
-            );
-            Some((r.kind.name(), r.frame))
-        }
-        ndp::Outcome::Refused(r) => {
-            refused(stats, warn, b, "neighbour discovery", src_mac, r);
-            None
-        }
-    }
-}
-
-fn dhcp6_outcome(
-    stats: &mut Stats,
-    warn: &mut WarnLimiter,
-    b: &Binding,
-    src_mac: Option<MacAddr>,
-    outcome: dhcp6::Outcome,
-) -> Option<(&'static str, Vec<u8>)> {
-    let r = match outcome {
-        dhcp6::Outcome::Refused(r) => {
-            refused(stats, warn, b, "DHCPv6 request", src_mac, r);
-            return None;
-        }
-        dhcp6::Outcome::Reply(r) => r,
-        dhcp6::Outcome::Released(r) => {
-            stats.releases += 1;
-            r
-        }
-        dhcp6::Outcome::Declined(r) => {
-            stats.declines += 1;
-            if let Some(n) = warn.allow("decline6", Instant::now()) {
-                warn!(
-                    "{} {} DHCPv6 DECLINE {}: the guest reports the address in use{}",
-                    b.name,
-                    r.client_mac,
-                    r.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-                    suppressed(n)
-                );
-            }
-            r
-        }
-    };
-    let addr = r.addr.map(|a| format!(" {a}")).unwrap_or_default();
-    info!(
-        "{} {} DHCPv6 {} -> {}{addr}",
-        b.name,
-        r.client_mac,
-        r.request.name(),
-        r.kind.name()
-    );
-    Some((r.kind.name(), r.frame))
-}
-
-/// Logs and counts a DHCPv4 outcome; returns the frame to send, if any.
-fn dhcp4_outcome(
-    stats: &mut Stats,
-    warn: &mut WarnLimiter,
-    b: &Binding,
-    src_mac: Option<MacAddr>,
-    outcome: dhcp4::Outcome,
-) -> Option<(&'static str, Vec<u8>)> {
-    match outcome {
-        dhcp4::Outcome::Reply(r) => {
-            info!(
-                "{} {} {} -> {} {}",
-                b.name,
-                r.client_mac,
-                r.request.name(),
-                r.kind.name(),
-                r.addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
-            );
-            Some((r.kind.name(), r.frame))
-        }
-        dhcp4::Outcome::Released { client_mac, addr } => {
-            stats.releases += 1;
-            info!("{} {client_mac} DHCPRELEASE {addr}", b.name);
-            None
-        }
-        dhcp4::Outcome::Declined { client_mac, addr } => {
-            stats.declines += 1;
-            if let Some(n) = warn.allow("decline", Instant::now()) {
-                warn!(
-                    "{} {client_mac} DHCPDECLINE {addr}: the guest reports the address in use{}",
-                    b.name,
-                    suppressed(n)
-                );
-            }
-            None
-        }
-        dhcp4::Outcome::Refused(r) => {
-            refused(stats, warn, b, "DHCP request", src_mac, r);
-            None
-        }
-    }
 }
