@@ -1,11 +1,18 @@
 //! Log sinks: syslog (facility daemon, ident nfdhcpd) always, `logdir/nfdhcpd.log`
 //! when configured (reopened on SIGHUP), stderr in the foreground.
+//!
+//! Once the daemon runs, lines go through a bounded channel to a writer
+//! thread: a stalled syslog daemon or a slow disk then costs log lines
+//! (counted, and reported when the sinks catch up), never answers.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, LoggerBackend};
@@ -20,6 +27,17 @@ struct SyslogSink {
     last_try: Option<Instant>,
 }
 
+/// Lines waiting for the writer thread; beyond this they are dropped.
+const LOG_QUEUE: usize = 16_384;
+/// How long the writer lets lines gather after writing a batch.
+const WRITER_PAUSE: Duration = Duration::from_millis(10);
+
+enum Entry {
+    Line(Level, String, SystemTime),
+    /// Acknowledged once every line before it is written.
+    Flush(Sender<()>),
+}
+
 pub struct Logger {
     level: LevelFilter,
     stderr: bool,
@@ -27,6 +45,15 @@ pub struct Logger {
     syslog: Mutex<SyslogSink>,
     file_path: Option<PathBuf>,
     file: Mutex<Option<File>>,
+    /// Set once the writer thread runs.
+    queue: OnceLock<Sender<Entry>>,
+}
+
+/// Lines dropped because the writer thread fell behind (for the metrics).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
 }
 
 fn connect_syslog() -> Option<Syslog> {
@@ -96,6 +123,88 @@ impl Logger {
         }
     }
 
+    /// From now on, lines are written by a thread of their own. Called
+    /// after the daemon has detached: a thread does not survive fork.
+    pub fn start_writer(&'static self) -> std::io::Result<()> {
+        let (tx, rx) = bounded(LOG_QUEUE);
+        std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || self.writer(rx))?;
+        let _ = self.queue.set(tx);
+        Ok(())
+    }
+
+    fn writer(&self, rx: Receiver<Entry>) {
+        // Behind the threads that answer: a busy disk or syslog waits for them.
+        // SAFETY: setpriority on this thread only; raising niceness needs no privilege.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+        }
+        let mut reported = 0;
+        let mut file_buf = String::new();
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            // While lines keep coming, collect them every WRITER_PAUSE instead
+            // of being woken for each: a producer only wakes a waiting reader.
+            while let Some(first) = next.take() {
+                let mut acks = Vec::new();
+                for e in std::iter::once(first).chain(rx.try_iter().take(LOG_QUEUE)) {
+                    match e {
+                        Entry::Line(level, msg, t) => {
+                            self.write_line(level, &msg, t, &mut file_buf)
+                        }
+                        Entry::Flush(ack) => acks.push(ack),
+                    }
+                }
+                let dropped = dropped_lines();
+                if dropped > reported {
+                    let msg = format!(
+                        "{} log lines dropped: the log sinks could not keep up",
+                        dropped - reported
+                    );
+                    reported = dropped;
+                    self.write_line(Level::Warn, &msg, SystemTime::now(), &mut file_buf);
+                }
+                self.write_file(&mut file_buf);
+                for a in acks {
+                    let _ = a.send(());
+                }
+                std::thread::sleep(WRITER_PAUSE);
+                next = rx.try_recv().ok();
+            }
+        }
+    }
+
+    fn write_line(&self, level: Level, msg: &str, t: SystemTime, file_buf: &mut String) {
+        self.to_syslog(level, msg);
+        let tag = tag(level);
+        if self.file_path.is_some() {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                file_buf,
+                "{} nfdhcpd[{}]: {tag}: {msg}",
+                utc_timestamp(t),
+                std::process::id()
+            );
+        }
+        if self.stderr {
+            let _ = writeln!(std::io::stderr().lock(), "nfdhcpd: {tag}: {msg}");
+        }
+    }
+
+    fn write_file(&self, buf: &mut String) {
+        if buf.is_empty() {
+            return;
+        }
+        if let Ok(mut g) = self.file.lock() {
+            if let Some(f) = g.as_mut() {
+                // A full disk must not stop the daemon; the lines are lost.
+                let _ = f.write_all(buf.as_bytes());
+            }
+        }
+        buf.clear();
+    }
+
     fn to_syslog(&self, level: Level, msg: &str) {
         if !self.use_syslog {
             return;
@@ -139,32 +248,42 @@ impl Log for Logger {
         }
         let msg = record.args().to_string();
         let level = record.level();
-        self.to_syslog(level, &msg);
-        let tag = match level {
-            Level::Error => "error",
-            Level::Warn => "warning",
-            Level::Info => "info",
-            Level::Debug | Level::Trace => "debug",
-        };
-        if self.file_path.is_some() {
-            if let Ok(mut g) = self.file.lock() {
-                if let Some(f) = g.as_mut() {
-                    let line = format!(
-                        "{} nfdhcpd[{}]: {tag}: {msg}\n",
-                        utc_timestamp(SystemTime::now()),
-                        std::process::id()
-                    );
-                    // A full disk must not stop the daemon; the line is lost.
-                    let _ = f.write_all(line.as_bytes());
+        let now = SystemTime::now();
+        match self.queue.get() {
+            Some(q) => match q.try_send(Entry::Line(level, msg, now)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
                 }
+            },
+            None => {
+                let mut buf = String::new();
+                self.write_line(level, &msg, now, &mut buf);
+                self.write_file(&mut buf);
             }
-        }
-        if self.stderr {
-            let _ = writeln!(std::io::stderr().lock(), "nfdhcpd: {tag}: {msg}");
         }
     }
 
-    fn flush(&self) {}
+    /// Waits (a little) until every line logged so far is written.
+    fn flush(&self) {
+        if let Some(q) = self.queue.get() {
+            let (tx, rx) = bounded(1);
+            if q.send_timeout(Entry::Flush(tx), Duration::from_secs(1))
+                .is_ok()
+            {
+                let _ = rx.recv_timeout(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn tag(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warning",
+        Level::Info => "info",
+        Level::Debug | Level::Trace => "debug",
+    }
 }
 
 pub struct Options {
@@ -192,6 +311,7 @@ pub fn init(opts: Options) -> &'static Logger {
         }),
         file_path: opts.file,
         file: Mutex::new(file),
+        queue: OnceLock::new(),
     }));
     // Only fails when a logger is already set, e.g. in tests.
     let _ = log::set_logger(logger);

@@ -172,13 +172,15 @@ fn main() -> ExitCode {
     for w in &warnings {
         warn!("{w}");
     }
-    match run(&cli, &cfg, logger) {
+    let code = match run(&cli, &cfg, logger) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             ExitCode::from(1)
         }
-    }
+    };
+    log::logger().flush();
+    code
 }
 
 /// True when stderr is the journal stream systemd set up (JOURNAL_STREAM=dev:ino).
@@ -337,6 +339,10 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         let (uid, gid) = daemon::drop_privileges(name).map_err(|e| e.to_string())?;
         info!("running as {name} (uid {uid}, gid {gid}) with CAP_NET_ADMIN and CAP_NET_RAW only");
     }
+    // After the drop: capabilities are per thread, and this one needs none.
+    logger
+        .start_writer()
+        .map_err(|e| format!("cannot start log writer: {e}"))?;
 
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(CONTROL_CHANNEL);
     let (relay_tx, relay_rx) = bounded::<RelayPacket>(RELAY_CHANNEL);

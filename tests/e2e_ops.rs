@@ -56,7 +56,7 @@ impl OpsLab {
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.log_dir.join("nfdhcpd.log")).unwrap_or_default()
+        common::settled_read(&self.log_dir.join("nfdhcpd.log"))
     }
 
     fn stderr_path(&self) -> PathBuf {
@@ -64,7 +64,7 @@ impl OpsLab {
     }
 
     fn stderr(&self) -> String {
-        fs::read_to_string(self.stderr_path()).unwrap_or_default()
+        common::settled_read(&self.stderr_path())
     }
 
     /// Starts `nfdhcpd -f -d` and waits for "ready:" in its log file.

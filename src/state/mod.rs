@@ -458,6 +458,11 @@ impl State {
             "Binding files refused.",
             s.binding_errors,
         );
+        t.counter(
+            "log_lines_dropped_total",
+            "Log lines lost because syslog or the log file could not keep up.",
+            crate::logging::dropped_lines(),
+        );
         let q = |f: fn(&QueueStats) -> u64| -> Vec<(String, u64)> {
             self.queues
                 .iter()
@@ -539,8 +544,14 @@ impl State {
             );
         }
         info!(
-            "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {}",
-            all.accepted_unknown, all.releases, all.declines, all.send_errors, all.binding_errors
+            "accepted_unknown {} releases {} declines {} send_errors {} binding_errors {} \
+             log_lines_dropped {}",
+            all.accepted_unknown,
+            all.releases,
+            all.declines,
+            all.send_errors,
+            all.binding_errors,
+            crate::logging::dropped_lines()
         );
     }
 }

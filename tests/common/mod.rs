@@ -833,7 +833,7 @@ impl Lab {
     }
 
     pub fn daemon_log(&self) -> String {
-        fs::read_to_string(&self.daemon_log).unwrap_or_default()
+        settled_read(&self.daemon_log)
     }
 
     /// Lines of the daemon log containing `pat`.
@@ -1950,4 +1950,21 @@ impl Guest {
         );
         lease
     }
+}
+
+/// A log file once the daemon's log writer has caught up: it writes in
+/// batches a few milliseconds apart, so the file is read until it stops
+/// growing (at most a second and a half).
+pub fn settled_read(path: &Path) -> String {
+    let mut text = fs::read_to_string(path).unwrap_or_default();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(40));
+        let again = fs::read_to_string(path).unwrap_or_default();
+        if again.len() == text.len() {
+            return again;
+        }
+        text = again;
+    }
+    text
 }

@@ -789,7 +789,7 @@ impl RelayDaemon {
 
     /// The log of the current (or last) run.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        super::settled_read(&self.log)
     }
 
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
