@@ -58,52 +58,24 @@ fn serve(mut q: nfq::Queue, proto: Proto, mut reply: Vec<u8>, out: &FrameSender)
     }
 }
 
-/// Gives every NFQUEUE netlink socket of this process a receive buffer of
-/// `bytes` (the nfq crate does not expose its descriptor). An experiment:
-/// what a buffer that holds the whole kernel queue changes.
-fn set_netlink_rcvbuf(bytes: i32) -> Res<()> {
-    let mut n = 0;
-    for fd in 0..1024 {
-        let get = |opt: i32| {
-            let mut v: i32 = 0;
-            let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-            // SAFETY: an int option of the right size; a descriptor that is
-            // not a socket only makes the call fail.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    &mut v as *mut i32 as *mut libc::c_void,
-                    &mut len,
-                )
-            };
-            (r == 0).then_some(v)
-        };
-        if get(libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
-            && get(libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER)
-        {
-            // SAFETY: an int option of the right size on our own socket.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    &bytes as *const i32 as *const libc::c_void,
-                    std::mem::size_of::<i32>() as libc::socklen_t,
-                )
-            };
-            if r != 0 {
-                return Err(format!(
-                    "SO_RCVBUFFORCE: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            n += 1;
-        }
-    }
-    if n == 0 {
-        return Err("no NFQUEUE socket found".into());
+/// SO_RCVBUFFORCE on the queue's netlink socket, as the daemon does.
+fn set_netlink_rcvbuf(q: &nfq::Queue, bytes: i32) -> Res<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an int option of the right size on the queue's own socket.
+    let r = unsafe {
+        libc::setsockopt(
+            q.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "SO_RCVBUFFORCE: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -132,7 +104,9 @@ pub fn run(config: &Path, binding_path: &Path, netlink_rcvbuf: Option<i32>) -> R
         (Proto::Rs, ra, bind(RS_QUEUE)?),
     ];
     if let Some(b) = netlink_rcvbuf {
-        set_netlink_rcvbuf(b)?;
+        for (_, _, q) in &queues {
+            set_netlink_rcvbuf(q, b)?;
+        }
     }
     let mut threads = Vec::new();
     for (proto, reply, q) in queues {

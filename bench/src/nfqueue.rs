@@ -43,11 +43,11 @@ pub struct Opts {
     /// Which floods: dhcp, rs.
     #[arg(long, value_delimiter = ',', default_value = "dhcp,rs")]
     protocols: Vec<String>,
-    /// Experiment: give the echo server's NFQUEUE sockets this receive
-    /// buffer (bytes) instead of the kernel default the daemon gets, to see
-    /// how much of the loss is the buffer's.
-    #[arg(long, value_name = "BYTES")]
-    echo_netlink_rcvbuf: Option<i32>,
+    /// Receive buffer of the echo server's NFQUEUE sockets, bytes. The
+    /// default is the daemon's own (src/nfqueue.rs), so that both meet a
+    /// burst with the same room; 0 leaves the kernel's default.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    echo_netlink_rcvbuf: i32,
 }
 
 /// A host namespace with the guest's binding and configuration in `dir`.
@@ -132,13 +132,15 @@ pub fn run(o: &Opts) -> Res<()> {
     if let Some(n) = o.common.nice {
         println!("servers and flood threads at nice {n}");
     }
-    if let Some(b) = o.echo_netlink_rcvbuf {
-        println!("experiment: the echo server's NFQUEUE sockets have a {b}-byte receive buffer");
+    let echo_rcvbuf = (o.echo_netlink_rcvbuf > 0).then_some(o.echo_netlink_rcvbuf);
+    match echo_rcvbuf {
+        Some(b) => println!("echo NFQUEUE receive buffers: {b} bytes"),
+        None => println!("echo NFQUEUE receive buffers: the kernel's default"),
     }
     let dlab = Lab::new("d")?;
     let elab = Lab::new("e")?;
     let daemon = Server::daemon(&dlab.host, &bin, &dconf, &ddir)?;
-    let echo = Server::echo(&elab.host, &econf, &ebinding, &edir, o.echo_netlink_rcvbuf)?;
+    let echo = Server::echo(&elab.host, &econf, &ebinding, &edir, echo_rcvbuf)?;
     println!(
         "daemon ready after {:.0} ms (pid {}), echo ready after {:.0} ms (pid {})",
         daemon.ready_after.as_secs_f64() * 1e3,
