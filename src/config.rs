@@ -16,6 +16,8 @@ use std::str::FromStr;
 
 use configparser::ini::Ini;
 
+use crate::ratelimit::Limits;
+
 pub const DEFAULT_PATH: &str = "/etc/nfdhcpd/nfdhcpd.conf";
 
 /// Config files larger than this are refused unread.
@@ -65,6 +67,7 @@ pub struct Config {
     pub relay: Relay,
     pub nautobot: BackendConf,
     pub netbox: BackendConf,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +283,11 @@ pub struct Relay {
     pub lease_time: u32,
     pub nameservers: Vec<Ipv4Addr>,
     pub domain: Option<String>,
+    /// Backend jobs queued or running at most; requests beyond are dropped.
+    pub max_pending_jobs: usize,
+    /// Offers (addresses held for a client that has not asked for them yet)
+    /// outstanding at most per subnet; 0 = no limit.
+    pub max_offers: usize,
 }
 
 impl Default for Relay {
@@ -294,6 +302,8 @@ impl Default for Relay {
             lease_time: 3600,
             nameservers: Vec::new(),
             domain: None,
+            max_pending_jobs: 512,
+            max_offers: 64,
         }
     }
 }
@@ -363,7 +373,10 @@ const RELAY_KEYS: &[&str] = &[
     "lease_time",
     "nameservers",
     "domain",
+    "max_pending_jobs",
+    "max_offers",
 ];
+const LIMITS_KEYS: &[&str] = &["interface_rate", "mac_rate"];
 const BACKEND_KEYS: &[&str] = &[
     "url",
     "token_file",
@@ -383,6 +396,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("relay", RELAY_KEYS),
     ("nautobot", BACKEND_KEYS),
     ("netbox", BACKEND_KEYS),
+    ("limits", LIMITS_KEYS),
 ];
 
 fn is_known_key(section: &str, key: &str) -> Option<bool> {
@@ -430,6 +444,7 @@ impl Config {
             relay: r.relay()?,
             nautobot: r.backend("nautobot")?,
             netbox: r.backend("netbox")?,
+            limits: r.limits()?,
         };
         r.cross_check(&config)?;
         Ok((config, r.warnings))
@@ -1012,6 +1027,17 @@ impl Reader<'_> {
             nameservers: self
                 .typed_list(S, "nameservers", "an IPv4 address", |s| s.parse().ok())?,
             domain: self.opt_domain(S, "domain")?,
+            max_pending_jobs: self.num(S, "max_pending_jobs", d.max_pending_jobs, 1, 65_536)?,
+            max_offers: self.num(S, "max_offers", d.max_offers, 0, 65_536)?,
+        })
+    }
+
+    fn limits(&mut self) -> Result<Limits, ConfigError> {
+        const S: &str = "limits";
+        let d = Limits::default();
+        Ok(Limits {
+            interface_rate: self.num(S, "interface_rate", d.interface_rate, 0, 1_000_000)?,
+            mac_rate: self.num(S, "mac_rate", d.mac_rate, 0, 1_000_000)?,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod mac;
 pub mod metrics;
 pub mod nfqueue;
 pub mod proto;
+pub mod ratelimit;
 pub mod relay;
 pub mod responder;
 pub mod state;

@@ -21,7 +21,7 @@ use nfdhcpd::proto::relay4;
 use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
 use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
 use nfdhcpd::responder::{Answers, Published, Responder, Shared};
-use nfdhcpd::state::relay::RelaySide;
+use nfdhcpd::state::relay::{RelayLimits, RelaySide};
 use nfdhcpd::state::{QueueView, Settings, State, Stats, WarnLimiter};
 use nfdhcpd::{logging, watch};
 
@@ -29,8 +29,6 @@ use nfdhcpd::{logging, watch};
 const CONTROL_CHANNEL: usize = 1024;
 /// Relayed datagrams waiting for the state thread.
 const RELAY_CHANNEL: usize = 4096;
-/// Backend jobs queued at most; beyond it requests are dropped (and retransmitted).
-const MAX_PENDING_JOBS: usize = 512;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -366,6 +364,7 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             bindings: published.clone(),
             sender: sender.clone(),
             warn: warn.clone(),
+            limits: cfg.limits,
         };
         let responder = Responder::new(q.kind, shared, view.answers.clone())
             .map_err(|e| format!("cannot start: {e}"))?;
@@ -376,8 +375,9 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         .map_err(|e| format!("cannot start: {e}"))?;
     let relay_stats = Arc::new(RelayStats::default());
     if let (Some(sock), Some(backend)) = (&relay_sock, &backend) {
-        let (urgent_tx, urgent_rx) = bounded(MAX_PENDING_JOBS);
-        let (offer_tx, offer_rx) = bounded(MAX_PENDING_JOBS);
+        let max_jobs = cfg.relay.max_pending_jobs;
+        let (urgent_tx, urgent_rx) = bounded(max_jobs);
+        let (offer_tx, offer_rx) = bounded(max_jobs);
         let sender = RelaySender::new(sock).map_err(|e| format!("relay socket: {e}"))?;
         let settings = relay4::Settings {
             server_ident: cfg.relay.server_ident,
@@ -387,7 +387,16 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             domain: cfg.relay.domain.clone(),
         };
         state = state.with_relay(
-            RelaySide::new(settings, sender, (urgent_tx, offer_tx), backend.name()),
+            RelaySide::new(
+                settings,
+                sender,
+                (urgent_tx, offer_tx),
+                RelayLimits {
+                    max_pending_jobs: max_jobs,
+                    max_offers: cfg.relay.max_offers,
+                },
+                backend.name(),
+            ),
             relay_stats.clone(),
         );
         workers::spawn(

@@ -78,10 +78,30 @@ pub fn spawn(
         .spawn(move || run(bq, responder, &stats))
 }
 
+/// Drop verdicts held back at most before they go out in one message.
+const BATCH: u32 = 64;
+
 fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
     let BoundQueue { num, mut queue, .. } = bq;
     let mut failures = 0u32;
+    // Drops are sent in one batch verdict: the id of the newest packet
+    // dropped, and how many wait. Any other verdict sends them first.
+    let mut held: Option<u32> = None;
+    let mut held_n = 0u32;
+    let flush = |queue: &mut nfq::Queue, held: &mut Option<u32>, held_n: &mut u32| {
+        if let Some(id) = held.take() {
+            *held_n = 0;
+            if let Err(e) = queue.verdict_batch(num, id, nfq::Verdict::Drop) {
+                if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    warn!("queue {num}: verdict refused: {e}");
+                }
+            }
+        }
+    };
     loop {
+        // Wait only when nothing is held: held drops go out as soon as the
+        // socket is empty.
+        queue.set_nonblocking(held.is_some());
         // One message at a time, dropped before the next receive: the
         // crate then reuses its receive buffer instead of allocating.
         let mut msg = match queue.recv() {
@@ -89,8 +109,13 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
                 failures = 0;
                 m
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                flush(&mut queue, &mut held, &mut held_n);
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
+                flush(&mut queue, &mut held, &mut held_n);
                 failures += 1;
                 if failures == 1 || failures % 1000 == 0 {
                     warn!("queue {num}: receive failed ({failures} times in a row): {e}");
@@ -100,11 +125,22 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
             }
         };
         stats.received.fetch_add(1, Ordering::Relaxed);
-        let verdict = responder.handle(&msg);
-        msg.set_verdict(verdict);
-        if let Err(e) = queue.verdict(msg) {
-            if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                warn!("queue {num}: verdict refused: {e}");
+        match responder.handle(&msg) {
+            nfq::Verdict::Drop => {
+                held = Some(msg.get_packet_id());
+                held_n += 1;
+                if held_n >= BATCH {
+                    flush(&mut queue, &mut held, &mut held_n);
+                }
+            }
+            verdict => {
+                flush(&mut queue, &mut held, &mut held_n);
+                msg.set_verdict(verdict);
+                if let Err(e) = queue.verdict(msg) {
+                    if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        warn!("queue {num}: verdict refused: {e}");
+                    }
+                }
             }
         }
     }

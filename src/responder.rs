@@ -16,7 +16,8 @@ use crate::event::QueueKind;
 use crate::link::{FrameSender, Link};
 use crate::mac::MacAddr;
 use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
-use crate::state::{bump, suppressed, Stats, WarnLimiter};
+use crate::ratelimit::{Limited, Limiter, Limits};
+use crate::state::{bump, suppressed, Stats, WarnLimiter, WARN_INTERVAL};
 
 /// Bindings by interface name. Both keys and values are shared, so that a
 /// new table costs reference counts, not copies.
@@ -63,6 +64,7 @@ pub struct Shared {
     pub bindings: Arc<Published>,
     pub sender: Arc<FrameSender>,
     pub warn: Arc<Mutex<WarnLimiter>>,
+    pub limits: Limits,
 }
 
 /// One queue thread's decision maker.
@@ -72,6 +74,10 @@ pub struct Responder {
     seen: u64,
     bindings: Arc<BindingMap>,
     link: Link,
+    /// This queue's own: limits count per protocol.
+    limiter: Limiter,
+    /// When this thread last warned about a flood.
+    limit_warned: Option<Instant>,
     /// Read by the state thread for metrics and SIGUSR1.
     stats: Arc<Mutex<Stats>>,
 }
@@ -85,6 +91,8 @@ impl Responder {
         let (seen, bindings) = shared.bindings.load();
         Ok(Responder {
             kind,
+            limiter: Limiter::new(shared.limits),
+            limit_warned: None,
             shared,
             seen,
             bindings,
@@ -103,13 +111,27 @@ impl Responder {
         let physin = msg.get_physindev();
         let ifindex = if physin != 0 { physin } else { msg.get_indev() };
         let src_mac = msg.get_hw_addr().and_then(MacAddr::from_slice);
-        let ifname = self.link.name_of(ifindex);
+        let now = Instant::now();
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         bump(&mut stats.requests, self.kind.name());
+        if let Some(limit) = self.limiter.over(ifindex, src_mac, now) {
+            bump(&mut stats.refusals, limit.name());
+            drop(stats);
+            self.limited(ifindex, None, limit, now);
+            return nfq::Verdict::Drop;
+        }
+        let ifname = self.link.name_of(ifindex);
         let Some(b) = ifname.and_then(|n| self.bindings.get(n.as_str())) else {
             stats.accepted_unknown += 1;
             return nfq::Verdict::Accept;
         };
+        if let Err(limit) = self.limiter.allow(ifindex, src_mac, now) {
+            bump(&mut stats.refusals, limit.name());
+            let name = b.name.clone();
+            drop(stats);
+            self.limited(ifindex, Some(&name), limit, now);
+            return nfq::Verdict::Drop;
+        }
         let Some(server_mac) = self.link.mac_of(&b.indev) else {
             debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
             bump(&mut stats.refusals, Refusal::Unconfigured.name());
@@ -153,6 +175,39 @@ impl Responder {
         }
         // Known interface: the request ends here, answered or not.
         nfq::Verdict::Drop
+    }
+}
+
+impl Responder {
+    /// A (rate-limited) warning about a flood. The shared limiter is only
+    /// asked once per interval, so a flood costs one clock read here.
+    fn limited(&mut self, ifindex: u32, name: Option<&str>, limit: Limited, now: Instant) {
+        if self
+            .limit_warned
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_INTERVAL)
+        {
+            return;
+        }
+        self.limit_warned = Some(now);
+        if let Some(n) = warn_allowed(&self.shared.warn, limit.name()) {
+            let name = match name {
+                Some(n) => n.to_owned(),
+                None => self
+                    .link
+                    .name_of(ifindex)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| format!("ifindex {ifindex}")),
+            };
+            warn!(
+                "{name}: {} requests over the {} limit dropped{}",
+                self.kind.name(),
+                match limit {
+                    Limited::Interface => "per-interface",
+                    Limited::Mac => "per-client",
+                },
+                suppressed(n)
+            );
+        }
     }
 }
 

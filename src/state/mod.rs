@@ -25,7 +25,7 @@ use crate::responder::{Answers, BindingMap, Published};
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Warnings of one kind are logged at most this often; the rest are counted.
-const WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Default, Debug, Clone)]
 pub struct Stats {

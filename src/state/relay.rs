@@ -2,7 +2,8 @@
 //! (one job per client at a time, retransmissions absorbed), the leases this
 //! daemon handed out (so a renewal costs one call), and the answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -24,6 +25,76 @@ struct Pending {
     kind: JobKind,
     /// When the job was made: expiries count from here, as the backend's do.
     since: SystemTime,
+    /// An OFFER job counted against this subnet's outstanding offers.
+    offer_origin: Option<Ipv4Addr>,
+}
+
+/// How much of the backend one flood can take.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Jobs queued or running at most.
+    pub max_pending_jobs: usize,
+    /// Outstanding offers at most per subnet (keyed by the address that
+    /// picks it: giaddr or link selection); 0 = no limit.
+    pub max_offers: usize,
+}
+
+/// Offers counted per subnet: OFFER jobs running plus addresses held for
+/// clients that have not asked for them yet.
+#[derive(Default)]
+struct Outstanding {
+    per_origin: HashMap<Ipv4Addr, usize>,
+    /// Offered and not yet asked for, until the hold runs out.
+    held: HashMap<MacAddr, (Ipv4Addr, SystemTime)>,
+    /// Holds in the order they run out (they all last OFFER_HOLD_SECS).
+    order: VecDeque<(SystemTime, MacAddr)>,
+}
+
+impl Outstanding {
+    fn count(&self, origin: Ipv4Addr) -> usize {
+        self.per_origin.get(&origin).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, origin: Ipv4Addr) {
+        *self.per_origin.entry(origin).or_insert(0) += 1;
+    }
+
+    fn sub(&mut self, origin: Ipv4Addr) {
+        if let Some(n) = self.per_origin.get_mut(&origin) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_origin.remove(&origin);
+            }
+        }
+    }
+
+    /// The OFFER job ended with an address held for `mac` until `until`.
+    fn hold(&mut self, mac: MacAddr, origin: Ipv4Addr, until: SystemTime) {
+        if let Some((old, _)) = self.held.insert(mac, (origin, until)) {
+            self.sub(old);
+        }
+        self.order.push_back((until, mac));
+    }
+
+    /// The client asked again: its held offer no longer counts.
+    fn release(&mut self, mac: MacAddr) {
+        if let Some((origin, _)) = self.held.remove(&mac) {
+            self.sub(origin);
+        }
+    }
+
+    fn expire(&mut self, now: SystemTime) {
+        while let Some(&(until, mac)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            // Only if this is still the client's current hold.
+            if self.held.get(&mac).is_some_and(|(_, u)| *u == until) {
+                self.release(mac);
+            }
+        }
+    }
 }
 
 #[derive(Default, Debug)]
@@ -34,6 +105,8 @@ pub struct RelayCounters {
     pub jobs: u64,
     /// Requests dropped because the job queue was full.
     pub jobs_refused: u64,
+    /// DISCOVERs dropped because their subnet had max_offers outstanding.
+    pub offers_capped: u64,
     pub backend_calls: u64,
     pub backend_errors: BTreeMap<&'static str, u64>,
     pub no_lease: BTreeMap<&'static str, u64>,
@@ -54,6 +127,8 @@ pub struct RelaySide {
     /// record may belong to someone else, so the hint is dropped.
     known: HashMap<MacAddr, (Known, SystemTime)>,
     next_id: u64,
+    limits: RelayLimits,
+    outstanding: Outstanding,
     pub stats: RelayCounters,
     warn: WarnLimiter,
     backend: &'static str,
@@ -64,6 +139,7 @@ impl RelaySide {
         settings: relay4::Settings,
         sender: RelaySender,
         (urgent, offers): (Sender<Job>, Sender<Job>),
+        limits: RelayLimits,
         backend: &'static str,
     ) -> RelaySide {
         RelaySide {
@@ -75,6 +151,8 @@ impl RelaySide {
             by_mac: HashMap::new(),
             known: HashMap::new(),
             next_id: 1,
+            limits,
+            outstanding: Outstanding::default(),
             stats: RelayCounters::default(),
             warn: WarnLimiter::default(),
             backend,
@@ -124,6 +202,31 @@ impl RelaySide {
                 if self.known.get(&mac).is_some_and(|(_, until)| *until <= now) {
                     self.known.remove(&mac);
                 }
+                self.outstanding.expire(now);
+                self.outstanding.release(mac);
+                let offer_origin = match kind {
+                    // Clients this daemon leased to are never held back.
+                    JobKind::Offer if !self.known.contains_key(&mac) => Some(client.origin),
+                    _ => None,
+                };
+                if let Some(origin) = offer_origin {
+                    let max = self.limits.max_offers;
+                    if max > 0 && self.outstanding.count(origin) >= max {
+                        self.stats.offers_capped += 1;
+                        if let Some(n) = self.warn.allow("offers_capped", Instant::now()) {
+                            warn!(
+                                "relay: {max} offers outstanding for the subnet of {origin}; \
+                                 DISCOVER from {mac} dropped{}",
+                                suppressed(n)
+                            );
+                        }
+                        return;
+                    }
+                }
+                if self.pending.len() >= self.limits.max_pending_jobs {
+                    self.refuse_job(mac);
+                    return;
+                }
                 let known = self
                     .known
                     .get(&mac)
@@ -151,6 +254,9 @@ impl RelaySide {
                     Ok(()) => {
                         self.stats.jobs += 1;
                         self.by_mac.insert(mac, id);
+                        if let Some(origin) = offer_origin {
+                            self.outstanding.add(origin);
+                        }
                         self.pending.insert(
                             id,
                             Pending {
@@ -158,21 +264,27 @@ impl RelaySide {
                                 ctx,
                                 kind,
                                 since: now,
+                                offer_origin,
                             },
                         );
                     }
                     Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                        self.stats.jobs_refused += 1;
-                        if let Some(n) = self.warn.allow("jobs_full", Instant::now()) {
-                            warn!(
-                                "relay: {} busy, request from {mac} dropped{}",
-                                self.backend,
-                                suppressed(n)
-                            );
-                        }
+                        self.refuse_job(mac)
                     }
                 }
             }
+        }
+    }
+
+    fn refuse_job(&mut self, mac: MacAddr) {
+        self.stats.jobs_refused += 1;
+        if let Some(n) = self.warn.allow("jobs_full", Instant::now()) {
+            warn!(
+                "relay: {} busy ({} jobs pending), request from {mac} dropped{}",
+                self.backend,
+                self.pending.len(),
+                suppressed(n)
+            );
         }
     }
 
@@ -183,6 +295,17 @@ impl RelaySide {
         };
         let mac = p.req.chaddr;
         self.by_mac.remove(&mac);
+        if let Some(origin) = p.offer_origin {
+            match &r.outcome {
+                Ok(Outcome::Lease(_)) => {
+                    let until = p.since + Duration::from_secs(OFFER_HOLD_SECS);
+                    // The job's count passes to the hold: counted until the
+                    // client asks for the address or the hold runs out.
+                    self.outstanding.hold(mac, origin, until);
+                }
+                _ => self.outstanding.sub(origin),
+            }
+        }
         match &r.outcome {
             Err(e) => {
                 bump(&mut self.stats.backend_errors, e.name());
@@ -293,6 +416,16 @@ impl RelaySide {
             "Requests dropped because the job queue was full.",
             s.jobs_refused,
         );
+        t.counter(
+            "relay_offers_capped_total",
+            "DISCOVERs dropped because their subnet had max_offers outstanding.",
+            s.offers_capped,
+        );
+        t.gauge(
+            "relay_outstanding_offers",
+            "Offers outstanding (jobs running and addresses held), all subnets.",
+            self.outstanding.per_origin.values().sum::<usize>() as u64,
+        );
         t.gauge(
             "relay_pending_jobs",
             "Backend jobs running or queued.",
@@ -333,11 +466,12 @@ impl RelaySide {
     pub fn dump(&self) {
         let s = &self.stats;
         info!(
-            "relay: requests {} absorbed {} jobs {} jobs_refused {} pending {} known_leases {} backend_calls {} send_errors {}",
+            "relay: requests {} absorbed {} jobs {} jobs_refused {} offers_capped {} pending {} known_leases {} backend_calls {} send_errors {}",
             s.requests,
             s.absorbed,
             s.jobs,
             s.jobs_refused,
+            s.offers_capped,
             self.pending.len(),
             self.known.len(),
             s.backend_calls,
@@ -385,6 +519,16 @@ mod tests {
     }
 
     fn rig(authoritative: bool) -> Rig {
+        rig_with(
+            authoritative,
+            RelayLimits {
+                max_pending_jobs: 16,
+                max_offers: 0,
+            },
+        )
+    }
+
+    fn rig_with(authoritative: bool, limits: RelayLimits) -> Rig {
         let relay = UdpSocket::bind((LOCAL, 0)).unwrap();
         relay
             .set_read_timeout(Some(Duration::from_millis(300)))
@@ -404,6 +548,7 @@ mod tests {
                 settings,
                 RelaySender::new(&out).unwrap(),
                 (utx, otx),
+                limits,
                 "memory",
             ),
             urgent: urx,
@@ -656,5 +801,95 @@ mod tests {
         }
         assert_eq!(r.side.stats.jobs, 16);
         assert_eq!(r.side.stats.jobs_refused, 4);
+    }
+
+    fn finish(r: &mut Rig, job: &Job) {
+        let outcome = serve(r, job);
+        r.side.on_result(JobResult {
+            id: job.id,
+            outcome: Ok(outcome),
+            calls: 1,
+        });
+    }
+
+    #[test]
+    fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
+        let mut r = rig_with(
+            false,
+            RelayLimits {
+                max_pending_jobs: 16,
+                max_offers: 4,
+            },
+        );
+        let now = SystemTime::now();
+        // A client leased before the flood.
+        r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+        let job = r.offers.try_recv().unwrap();
+        finish(&mut r, &job);
+        let req = request(
+            3,
+            mac(1),
+            &[(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())],
+        );
+        r.side.on_packet(packet(&r, req), now);
+        let job = r.urgent.try_recv().unwrap();
+        finish(&mut r, &job);
+        while answer(&r).is_some() {}
+
+        // Made-up MACs: four offers run, the rest are dropped.
+        for n in 0..10u8 {
+            r.side
+                .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+        }
+        assert_eq!(r.side.stats.offers_capped, 6);
+        let jobs: Vec<Job> = r.offers.try_iter().collect();
+        assert_eq!(jobs.len(), 4);
+        for j in &jobs {
+            finish(&mut r, j);
+        }
+        // Held for clients that never ask: still counted.
+        r.side.on_packet(packet(&r, request(1, mac(120), &[])), now);
+        assert_eq!(r.side.stats.offers_capped, 7);
+
+        // The known client is not held back, neither renewing nor rediscovering.
+        r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+        assert_eq!(r.offers.try_recv().unwrap().client.mac, mac(1));
+        assert_eq!(r.side.stats.offers_capped, 7);
+
+        // A client asking for its offer frees its place.
+        let req = request(
+            3,
+            mac(100),
+            &[(50, vec![192, 0, 2, 6]), (54, LOCAL.octets().to_vec())],
+        );
+        r.side.on_packet(packet(&r, req), now);
+        assert!(r.urgent.try_recv().is_ok());
+        r.side.on_packet(packet(&r, request(1, mac(121), &[])), now);
+        assert_eq!(r.side.stats.offers_capped, 7);
+        assert!(r.offers.try_recv().is_ok());
+
+        // Holds run out: room again.
+        let later = now + Duration::from_secs(OFFER_HOLD_SECS + 1);
+        r.side
+            .on_packet(packet(&r, request(1, mac(122), &[])), later);
+        assert_eq!(r.side.stats.offers_capped, 7);
+    }
+
+    #[test]
+    fn pending_jobs_are_capped() {
+        let mut r = rig_with(
+            false,
+            RelayLimits {
+                max_pending_jobs: 3,
+                max_offers: 0,
+            },
+        );
+        let now = SystemTime::now();
+        for n in 0..5u8 {
+            r.side
+                .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+        }
+        assert_eq!(r.side.stats.jobs, 3);
+        assert_eq!(r.side.stats.jobs_refused, 2);
     }
 }

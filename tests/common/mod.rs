@@ -546,6 +546,8 @@ pub struct Lab {
     daemon: Option<u32>,
     daemon_log: PathBuf,
     started: Instant,
+    /// The nfdhcpd binary started; the test build's unless changed.
+    pub daemon_bin: PathBuf,
 }
 
 impl Lab {
@@ -567,6 +569,7 @@ impl Lab {
             daemon: None,
             daemon_log,
             started: Instant::now(),
+            daemon_bin: PathBuf::from(env!("CARGO_BIN_EXE_nfdhcpd")),
         })
     }
 
@@ -806,7 +809,7 @@ impl Lab {
     pub fn start_daemon_with(&mut self, c: &DaemonConfig) {
         assert!(self.daemon.is_none(), "daemon already running");
         let conf = self.write_config(c);
-        let bin = env!("CARGO_BIN_EXE_nfdhcpd");
+        let bin = self.daemon_bin.to_str().unwrap();
         let conf = conf.to_str().unwrap();
         let mut cmd = self.host.command(&[bin, "-f", "-d", "-c", conf]);
         cmd.env("RUST_BACKTRACE", "1");
@@ -842,6 +845,11 @@ impl Lab {
             .lines()
             .filter(|l| l.contains(pat))
             .count()
+    }
+
+    /// The daemon's pid; panics when it was not started.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.expect("daemon not started")
     }
 
     /// Whether the daemon is running.
@@ -1967,4 +1975,25 @@ pub fn settled_read(path: &Path) -> String {
         text = again;
     }
     text
+}
+
+/// The release build of the daemon, built once per test binary: for tests
+/// that measure what a flood does to the daemon as it is shipped.
+pub fn release_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--release", "--bin", "nfdhcpd"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build --release");
+        assert!(st.success(), "cargo build --release: {st}");
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("release/nfdhcpd")
+    })
+    .clone()
 }

@@ -937,6 +937,34 @@ impl Queue {
         Ok(msg)
     }
 
+    /// Gives every packet of queue `queue_num` received up to and including
+    /// `packet_id`, and not given a verdict yet, the same verdict in one
+    /// message (NFQNL_MSG_VERDICT_BATCH). The payloads are not changed.
+    pub fn verdict_batch(&mut self, queue_num: u16, packet_id: u32, verdict: Verdict) -> Result<()> {
+        unsafe {
+            let mut buffer = match self.verdict_buffer.take() {
+                Some(b) => b,
+                None => Box::new(std::mem::zeroed()),
+            };
+            let mut nlmsg = Nlmsg::new(&mut buffer[..]);
+            nfq_hdr_put(&mut nlmsg, NFQNL_MSG_VERDICT_BATCH as u16, queue_num, false);
+            let vh = nfqnl_msg_verdict_hdr {
+                verdict: be32_to_cpu(match verdict {
+                    Verdict::Drop => 0,
+                    Verdict::Accept => 1,
+                    Verdict::Queue(num) => (num as u32) << 16 | 3,
+                    Verdict::Repeat => 4,
+                    Verdict::Stop => 5,
+                }),
+                id: be32_to_cpu(packet_id),
+            };
+            nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
+            let ret = self.send_nlmsg(nlmsg);
+            self.verdict_buffer = Some(buffer);
+            ret
+        }
+    }
+
     /// Verdict a message.
     pub fn verdict(&mut self, msg: Message) -> Result<()> {
         unsafe {
