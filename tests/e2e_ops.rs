@@ -158,6 +158,35 @@ fn runs_as_nobody_with_two_capabilities() {
     let l = g0.dhclient(&ClientOpts::default());
     assert_eq!(l.expect_bound().ip(), Some("192.0.2.100".parse().unwrap()));
 
+    // Capabilities are per thread: every one of them, the log writer and
+    // the queue threads included, has the same two and nothing else.
+    let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(tasks.len() >= 4, "threads {tasks:?}");
+    for t in &tasks {
+        let st = fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).unwrap();
+        let field = |k: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let who = format!("thread {t} ({})", field("Name"));
+        assert_eq!(field("CapEff"), "0000000000003000", "{who}");
+        assert_eq!(field("CapPrm"), "0000000000003000", "{who}");
+        assert_eq!(field("CapBnd"), "0000000000000000", "{who}");
+        assert_eq!(field("CapAmb"), "0000000000000000", "{who}");
+        assert_eq!(field("NoNewPrivs"), "1", "{who}");
+        let uid = field("Uid");
+        assert!(
+            uid.split_whitespace().count() == 4 && uid.split_whitespace().all(|u| u == nobody),
+            "{who}: uids {uid}"
+        );
+    }
+
     // A binding and an interface that come after the switch.
     let g1 = ops.lab.guest("tap1", MAC1);
     ops.lab
