@@ -17,5 +17,6 @@ pub mod proto;
 pub mod ratelimit;
 pub mod relay;
 pub mod responder;
+pub mod sandbox;
 pub mod state;
 pub mod watch;

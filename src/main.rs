@@ -21,6 +21,7 @@ use nfdhcpd::proto::relay4;
 use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
 use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
 use nfdhcpd::responder::{Answers, Published, Responder, Shared};
+use nfdhcpd::sandbox::Enforced;
 use nfdhcpd::state::relay::{RelayLimits, RelaySide};
 use nfdhcpd::state::{QueueView, Settings, State, Stats, WarnLimiter};
 use nfdhcpd::{logging, watch};
@@ -337,6 +338,15 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         let (uid, gid) = daemon::drop_privileges(name).map_err(|e| e.to_string())?;
         info!("running as {name} (uid {uid}, gid {gid}) with CAP_NET_ADMIN and CAP_NET_RAW only");
     }
+    // Before any other thread starts: they all inherit it.
+    match nfdhcpd::sandbox::restrict(cfg) {
+        Ok(Enforced::Fully) => info!("file access confined to the daemon's directories (Landlock)"),
+        Ok(Enforced::Partially) => {
+            info!("file access confined to the daemon's directories (Landlock, partly)")
+        }
+        Ok(Enforced::Not) => warn!("Landlock not available: file access not confined"),
+        Err(e) => warn!("Landlock: {e}; file access not confined"),
+    }
     // After the drop: capabilities are per thread, and this one needs none.
     logger
         .start_writer()
@@ -472,8 +482,9 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
             Signal::SIGHUP => {
                 logger.reopen();
                 info!("SIGHUP: log reopened, rescanning {}", datapath.display());
-                let all = watch::scan(&datapath).unwrap_or_default();
-                let _ = ctrl_tx.send(Control::Rescan(all));
+                if let Some(ev) = watch::rescan_event(&datapath) {
+                    let _ = ctrl_tx.send(ev);
+                }
             }
             Signal::SIGUSR1 => {
                 let _ = ctrl_tx.send(Control::Dump);

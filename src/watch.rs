@@ -71,6 +71,26 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(String, BindingRead)>> {
     Ok(out)
 }
 
+/// The whole directory as a rescan event. A directory that is gone means no
+/// bindings; one that cannot be read (permissions, I/O) says nothing about
+/// them: None, with a warning, and the bindings in force stay.
+pub fn rescan_event(dir: &Path) -> Option<Control> {
+    match scan(dir) {
+        Ok(all) => Some(Control::Rescan(all)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            warn!("{}: binding directory missing: no bindings", dir.display());
+            Some(Control::Rescan(Vec::new()))
+        }
+        Err(e) => {
+            warn!(
+                "{}: cannot rescan: {e}; the bindings in force stay",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
 /// The watcher, created (and the watch added) before the first scan so that
 /// nothing written during start-up is missed.
 pub struct Watcher {
@@ -106,12 +126,9 @@ impl Watcher {
     }
 
     fn rescan(&self, tx: &Sender<Control>) -> bool {
-        match scan(&self.dir) {
-            Ok(all) => tx.send(Control::Rescan(all)).is_ok(),
-            Err(e) => {
-                warn!("{}: cannot rescan: {e}", self.dir.display());
-                tx.send(Control::Rescan(Vec::new())).is_ok()
-            }
+        match rescan_event(&self.dir) {
+            Some(ev) => tx.send(ev).is_ok(),
+            None => true,
         }
     }
 

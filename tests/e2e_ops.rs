@@ -407,3 +407,82 @@ fn config_errors_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// Landlock confines the running daemon to its own directories: with
+/// `logdir` and `datapath` made symlinks and pointed elsewhere after the
+/// start, SIGHUP cannot create the log file in the new (world-writable)
+/// place nor read bindings there, though nobody may do both; the daemon
+/// keeps its old log file and its bindings, and keeps answering.
+#[test]
+fn landlock_confines_files_to_its_directories() {
+    let Some(mut ops) = OpsLab::new("landlock_confines", "user = nobody") else {
+        return;
+    };
+    let tmp = ops.lab.tmp.path().to_path_buf();
+    // logdir -> log-a, datapath -> bindings-a, through symlinks.
+    let log_a = tmp.join("log-a");
+    fs::rename(&ops.log_dir, &log_a).unwrap();
+    std::os::unix::fs::symlink(&log_a, &ops.log_dir).unwrap();
+    let data_a = tmp.join("bindings-a");
+    fs::rename(&ops.lab.bindings, &data_a).unwrap();
+    std::os::unix::fs::symlink(&data_a, &ops.lab.bindings).unwrap();
+    let g0 = ops.lab.guest("tap0", MAC0);
+    fs::write(
+        data_a.join("tap0"),
+        Binding::new("tap0", "192.0.2.100", MAC0).text(),
+    )
+    .unwrap();
+    let pid = ops.start();
+    ops.wait_log("file access confined to the daemon's directories (Landlock)");
+    ops.wait_log("1 bindings in force");
+
+    // Elsewhere: a world-writable log directory and a readable binding
+    // (outside the binding directory's parent, which stays readable).
+    let outside = TempDir::new("landlock-outside");
+    fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let log_b = outside.join("log-b");
+    let data_b = outside.join("bindings-b");
+    for d in [&log_b, &data_b] {
+        fs::create_dir_all(d).unwrap();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let other = data_b.join("tap1");
+    fs::write(&other, Binding::new("tap1", "192.0.2.101", MAC1).text()).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
+    for (link, target) in [(&ops.log_dir, &log_b), (&ops.lab.bindings, &data_b)] {
+        let tmp_link = tmp.join("new-link");
+        std::os::unix::fs::symlink(target, &tmp_link).unwrap();
+        fs::rename(&tmp_link, link).unwrap();
+    }
+    // What the daemon's user could do without the sandbox.
+    let probe = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "nobody cannot read {other:?}");
+
+    signal(pid, "HUP");
+    let old_log = || common::settled_read(&log_a.join("nfdhcpd.log"));
+    let found = poll(Duration::from_secs(5), || {
+        let l = old_log();
+        (l.contains("still writing the old file") && l.contains("cannot rescan")).then_some(())
+    });
+    assert!(found.is_some(), "log:\n{}", old_log());
+    assert!(
+        !log_b.join("nfdhcpd.log").exists(),
+        "a log file was created outside logdir"
+    );
+    let l = old_log();
+    assert!(l.contains("the bindings in force stay"), "{l}");
+    assert!(
+        !l.contains("binding tap1"),
+        "read a binding outside datapath:\n{l}"
+    );
+    // Still answering from the bindings it had.
+    let lease = g0.udhcpc(&ClientOpts::default());
+    assert_eq!(
+        lease.expect_bound().ip(),
+        Some("192.0.2.100".parse().unwrap())
+    );
+}
