@@ -79,8 +79,9 @@ pub fn other_binding_text(n: u32, hostname: &str) -> String {
 
 /// The daemon's configuration: DHCPv4 on queue 42, SLAAC with RS on queue
 /// 43, no NS or DHCPv6 queue (nothing floods them), no periodic RA during a
-/// run. Logging goes to `dir/nfdhcpd.log`, one line per answer, as it would
-/// to syslog.
+/// run, and no `[limits]`: the flood comes from one client, and what is
+/// measured is the answer path, not the limiter. Logging goes to
+/// `dir/nfdhcpd.log`, one line per answer, as it would to syslog.
 pub fn daemon_config(dir: &Path, datapath: &Path) -> String {
     format!(
         "[general]\npidfile = {pid}\ndatapath = {data}\nlogdir = {dir}\n\n\
@@ -89,7 +90,8 @@ pub fn daemon_config(dir: &Path, datapath: &Path) -> String {
          nameservers = 192.0.2.53, 198.51.100.53\ndomain = example.com\n\n\
          [ipv6]\nenable_ipv6 = yes\nmode = slaac\nrs_queue = {RS_QUEUE}\nns_queue =\n\
          dhcpv6_queue =\nra_period = 1800\nnameservers = 2001:db8:100::1, 2001:db8:200::2\n\
-         domains = example.com\n",
+         domains = example.com\n\n\
+         [limits]\ninterface_rate = 0\nmac_rate = 0\n",
         pid = dir.join("nfdhcpd.pid").display(),
         data = datapath.display(),
         dir = dir.display(),

@@ -471,6 +471,8 @@ pub struct DaemonConfig {
     pub prefix_valid_lifetime: Option<u32>,
     pub prefix_preferred_lifetime: Option<u32>,
     pub dns_lifetime: Option<u32>,
+    /// Lines added to `[general]` (logdir, user, ...).
+    pub general: String,
 }
 
 impl Default for DaemonConfig {
@@ -490,6 +492,7 @@ impl Default for DaemonConfig {
             prefix_valid_lifetime: None,
             prefix_preferred_lifetime: None,
             dns_lifetime: None,
+            general: String::new(),
         }
     }
 }
@@ -782,11 +785,12 @@ impl Lab {
     pub fn write_config(&self, c: &DaemonConfig) -> PathBuf {
         let path = self.tmp.join("nfdhcpd.conf");
         let text = format!(
-            "[general]\npidfile = {pid}\ndatapath = {data}\n\n\
+            "[general]\npidfile = {pid}\ndatapath = {data}\n{general}\n\
              [dhcp]\nenable_dhcp = yes\nlease_lifetime = {ll}\nlease_renewal = {lr}\n\
              server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n{v6}",
             pid = self.tmp.join("nfdhcpd.pid").display(),
             data = self.bindings.display(),
+            general = c.general,
             ll = c.lease_lifetime,
             lr = c.lease_renewal,
             sip = c.server_ip,
