@@ -302,6 +302,28 @@ static NB_LOCK: Mutex<()> = Mutex::new(());
 pub struct Nautobot {
     pub api: Api,
     _guard: MutexGuard<'static, ()>,
+    /// The same for every test process on this machine (flock): cleaning
+    /// the test prefix for one test must not take another's leases.
+    _file_lock: fs::File,
+}
+
+fn lock_across_processes() -> fs::File {
+    let path = std::env::temp_dir().join("nfdhcpd-tests-nautobot.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        r,
+        0,
+        "flock {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+    f
 }
 
 /// Takes the Nautobot lock, checks that Nautobot answers with the token and
@@ -309,6 +331,7 @@ pub struct Nautobot {
 /// when it cannot be reached, except under CI, where that is a failure.
 pub fn nautobot(test: &str) -> Option<Nautobot> {
     let guard = NB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let file_lock = lock_across_processes();
     let api = Api::new();
     match api.get_text("/api/") {
         Ok((200, _)) => {}
@@ -341,7 +364,11 @@ pub fn nautobot(test: &str) -> Option<Nautobot> {
     );
     api.clean()
         .unwrap_or_else(|e| panic!("{test}: clean-up: {e}"));
-    Some(Nautobot { api, _guard: guard })
+    Some(Nautobot {
+        api,
+        _guard: guard,
+        _file_lock: file_lock,
+    })
 }
 
 impl Drop for Nautobot {

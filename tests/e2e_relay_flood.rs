@@ -1,0 +1,122 @@
+//! A starvation attack on a Nautobot pool: thousands of relayed DISCOVERs
+//! from made-up MACs. At most `[relay] max_offers` addresses are held for
+//! them, backend jobs stay capped, nothing is NAKed, and a client the daemon
+//! leased to before still gets its lease, rebooting or rediscovering.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::relay::*;
+use common::*;
+
+const SERVER0: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const KNOWN: &str = "14:18:77:aa:bb:42";
+/// The daemon's default.
+const MAX_OFFERS: usize = 64;
+const FLOOD: usize = 3000;
+
+fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 240];
+    p[0] = 1;
+    p[1] = 1;
+    p[2] = 6;
+    p[4..8].copy_from_slice(&xid.to_be_bytes());
+    p[10] = 0x80; // broadcast
+    p[28..34].copy_from_slice(&mac);
+    p[236..240].copy_from_slice(&[99, 130, 83, 99]);
+    p.extend_from_slice(&[53, 1, 1, 255]);
+    p.resize(300, 0);
+    p
+}
+
+fn made_up(n: u32) -> [u8; 6] {
+    let x = n.wrapping_mul(2_654_435_761);
+    let b = x.to_be_bytes();
+    [0x02, 0xfe, b[0], b[1], b[2], b[3]]
+}
+
+fn dhclient_ok(g: &Guest, lease: Option<String>) -> Lease {
+    let l = g.dhclient(&dhclient_opts(g, 30, "", lease, &[]));
+    assert!(!l.log.contains("DHCPNAK"), "the client saw a NAK\n{l}");
+    l
+}
+
+#[test]
+fn discover_flood_from_made_up_macs() {
+    let test = "discover_flood_from_made_up_macs";
+    let Some(nb) = nautobot(test) else {
+        return;
+    };
+    let Some(mut rl) = RelayLab::new(test, 1) else {
+        return;
+    };
+    rl.d(0).start(&RelayConfig::default(), &["-a"]);
+    let known = rl.guest("tapk", KNOWN);
+    let first = dhclient_ok(&known, None);
+    let addr = first.expect_bound().ip().expect("an address");
+
+    let flooder = rl.guest("tapf", "02:bb:ee:00:00:02");
+    let sock = client_socket(&flooder.ns.name, &flooder.ifname);
+    let c0 = rl.d(0).counters();
+    let stop = AtomicBool::new(false);
+    let (sent, took, reboot, again) = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let t = Instant::now();
+            let dst = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
+            let mut n = 0u32;
+            // Paced a little, so that the relay in between forwards them.
+            while (n as usize) < FLOOD && !stop.load(Ordering::Relaxed) {
+                let _ = sock.send_to(&discover(made_up(n), n), dst);
+                n += 1;
+                if n % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            (n, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // The known client reboots (INIT-REBOOT REQUEST), then forgets its
+        // lease and rediscovers, both in the middle of the flood.
+        let reboot = dhclient_ok(&known, Some(lease_text(addr, SERVER0, 3600)));
+        let again = dhclient_ok(&known, None);
+        let (sent, took) = flood.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        (sent, took, reboot, again)
+    });
+    assert_eq!(reboot.expect_bound().ip(), Some(addr), "{reboot}");
+    assert_eq!(again.expect_bound().ip(), Some(addr), "{again}");
+
+    // Let the jobs in flight finish.
+    std::thread::sleep(Duration::from_secs(3));
+    let c1 = rl.d(0).counters();
+    let capped = c1.get("offers_capped") - c0.get("offers_capped");
+    let jobs = c1.get("jobs") - c0.get("jobs");
+    let held: Vec<_> = nb
+        .api
+        .dhcp_records()
+        .into_iter()
+        .filter(|r| {
+            r["custom_fields"]["pydhcp_mac"]
+                .as_str()
+                .is_some_and(|m| m.to_lowercase().starts_with("02:fe:"))
+        })
+        .collect();
+    eprintln!(
+        "{sent} DISCOVERs from made-up MACs in {took:?}: {} received by the daemon, \
+         {jobs} jobs, {capped} capped, {} records held for them, jobs_refused {}",
+        c1.get("requests") - c0.get("requests"),
+        held.len(),
+        c1.get("jobs_refused"),
+    );
+    assert!(capped > 0, "no offer was capped\n{c1}");
+    assert!(
+        held.len() <= MAX_OFFERS,
+        "{} addresses held for made-up MACs (max_offers {MAX_OFFERS})",
+        held.len()
+    );
+    assert_eq!(c1.answer("DHCPNAK"), 0, "{c1}");
+    rl.d(0).assert_alive();
+}
