@@ -66,6 +66,9 @@ pub struct QueueStats {
     pub received: AtomicU64,
     /// Verdicts the kernel refused (the packet stays queued until it times out).
     pub verdict_errors: AtomicU64,
+    /// Verdicts for packets the kernel had already dropped (their interface
+    /// went away while they were queued).
+    pub stale_verdicts: AtomicU64,
 }
 
 pub fn spawn(
@@ -114,13 +117,22 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // The kernel's answer to a verdict for packets it had already
+            // dropped: their interface went away while they waited.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                stats.stale_verdicts.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Err(e) => {
                 flush(&mut queue, &mut held, &mut held_n);
                 failures += 1;
                 if failures == 1 || failures % 1000 == 0 {
                     warn!("queue {num}: receive failed ({failures} times in a row): {e}");
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                // Only a lasting failure slows the loop down.
+                if failures >= 100 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 continue;
             }
         };

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -314,4 +315,78 @@ fn neighbor_solicitation_flood() {
         },
     );
     assert!(count(&refusals, "rate_limit_mac") > 0, "{refusals}");
+}
+
+/// Taps deleted and made anew while the daemon answers a flood from them
+/// at full speed (no limits): frames for interfaces that just vanished
+/// fail and are counted, nothing crashes, and the guests are served after.
+#[test]
+fn taps_vanish_while_answering() {
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("taps_vanish_while_answering") else {
+        return;
+    };
+    lab.daemon_bin = release_binary();
+    lab.nfqueue_routed();
+    lab.write_binding(&Binding::new("tap0", "192.0.2.100", FLOODER));
+    lab.write_binding(&Binding::new("tap1", "192.0.2.101", VICTIM));
+    lab.start_daemon_with(&DaemonConfig {
+        extra: "[limits]\ninterface_rate = 0\nmac_rate = 0\n".into(),
+        ..Default::default()
+    });
+    let a = lab.guest("tap0", FLOODER);
+    let b = lab.guest("tap1", VICTIM);
+    let frame = discover(mac(FLOODER));
+    for round in 0..5 {
+        let stop = AtomicBool::new(false);
+        let sent = std::thread::scope(|s| {
+            let h = s.spawn(|| flood(&a, &frame, &stop));
+            std::thread::sleep(Duration::from_millis(300));
+            // Gone under the daemon's feet, answers in flight.
+            lab.delete_tap(&a);
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap()
+        });
+        lab.recreate_tap(&a);
+        a.up();
+        lab.assert_daemon_alive();
+        eprintln!("round {round}: {sent} DISCOVERs before the tap went away");
+    }
+    let log = dump(&lab);
+    eprintln!(
+        "answers: {}; {}; queue 42: {}",
+        last_line(&log, "answers: "),
+        last_line(&log, "accepted_unknown "),
+        last_line(&log, "queue 42 (dhcp): ")
+    );
+    a.flush();
+    let l = a.udhcpc(&ClientOpts::short(3));
+    let mut nfq = lab
+        .host
+        .run(&["cat", "/proc/net/netfilter/nfnetlink_queue"]);
+    let pid = lab.daemon_pid();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let r = |f: &str| fs::read_to_string(t.join(f)).unwrap_or_default();
+        nfq += &format!(
+            "TASK {} wchan={} syscall={}\n",
+            r("comm").trim(),
+            r("wchan"),
+            r("syscall").trim()
+        );
+    }
+    let log = dump(&lab) + &nfq;
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    assert_eq!(
+        l.ip(),
+        Some("192.0.2.100".parse().unwrap()),
+        "{l}\n{}",
+        tail.join("\n")
+    );
+    assert!(leased_ok(&b, "192.0.2.101"));
+}
+
+fn leased_ok(g: &Guest, ip: &str) -> bool {
+    g.flush();
+    g.udhcpc(&ClientOpts::short(3)).ip() == ip.parse().ok()
 }

@@ -221,7 +221,7 @@ fn signals() {
     assert!(log.contains("answers: DHCPACK 1, DHCPOFFER 1"), "{log}");
     assert!(log.contains("requests: dhcp 2"), "{log}");
     assert!(
-        log.contains("queue 42 (dhcp): received 2 verdict_errors 0"),
+        log.contains("queue 42 (dhcp): received 2 verdict_errors 0 stale_verdicts 0"),
         "{log}"
     );
 

@@ -481,6 +481,12 @@ impl State {
             "Verdicts the kernel refused.",
             &q(|s| s.verdict_errors.load(Ordering::Relaxed)),
         );
+        t.family(
+            "queue_stale_verdicts_total",
+            "counter",
+            "Verdicts for packets the kernel had dropped (interface gone).",
+            &q(|s| s.stale_verdicts.load(Ordering::Relaxed)),
+        );
         if let Some(r) = &self.relay {
             r.metrics(&mut t);
         }
@@ -521,11 +527,12 @@ impl State {
         info!("--- counters ---");
         for v in &self.queues {
             info!(
-                "queue {} ({}): received {} verdict_errors {}",
+                "queue {} ({}): received {} verdict_errors {} stale_verdicts {}",
                 v.num,
                 v.kind.name(),
                 v.queue.received.load(Ordering::Relaxed),
-                v.queue.verdict_errors.load(Ordering::Relaxed)
+                v.queue.verdict_errors.load(Ordering::Relaxed),
+                v.queue.stale_verdicts.load(Ordering::Relaxed)
             );
         }
         let all = self.totals();

@@ -473,6 +473,8 @@ pub struct DaemonConfig {
     pub dns_lifetime: Option<u32>,
     /// Lines added to `[general]` (logdir, user, ...).
     pub general: String,
+    /// Sections appended at the end (e.g. `[limits]`).
+    pub extra: String,
 }
 
 impl Default for DaemonConfig {
@@ -493,6 +495,7 @@ impl Default for DaemonConfig {
             prefix_preferred_lifetime: None,
             dns_lifetime: None,
             general: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -787,7 +790,7 @@ impl Lab {
         let text = format!(
             "[general]\npidfile = {pid}\ndatapath = {data}\n{general}\n\
              [dhcp]\nenable_dhcp = yes\nlease_lifetime = {ll}\nlease_renewal = {lr}\n\
-             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n{v6}",
+             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n{v6}\n{extra}",
             pid = self.tmp.join("nfdhcpd.pid").display(),
             data = self.bindings.display(),
             general = c.general,
@@ -798,6 +801,7 @@ impl Lab {
             ns = c.nameservers.join(", "),
             dom = c.domain,
             v6 = c.ipv6_section(),
+            extra = c.extra,
         );
         fs::write(&path, text).unwrap();
         path
