@@ -614,7 +614,11 @@ impl NautobotSession {
             true,
         )?;
         match r.status {
-            200 => Ok(record_from(&parse_json(&r)?)),
+            // A 200 that is not an address record says nothing about the
+            // record: an error, never "gone" (that would refuse the client).
+            200 => record_from(&parse_json(&r)?).map(Some).ok_or_else(|| {
+                BackendError::BadAnswer("200 answer without an IP address record".into())
+            }),
             404 => Ok(None),
             _ => Err(http_error(&r)),
         }
@@ -662,7 +666,11 @@ impl NautobotSession {
             true,
         )?;
         match r.status {
-            200 => Ok(record_from(&parse_json(&r)?)),
+            // A 200 that is not an address record says nothing about the
+            // record: an error, never "gone" (that would refuse the client).
+            200 => record_from(&parse_json(&r)?).map(Some).ok_or_else(|| {
+                BackendError::BadAnswer("200 answer without an IP address record".into())
+            }),
             404 => Ok(None),
             _ => Err(http_error(&r)),
         }
