@@ -84,7 +84,8 @@ pub struct Job {
     pub kind: JobKind,
     pub client: Client,
     pub known: Option<Known>,
-    /// Wall-clock time the job was made; expiries are computed from it.
+    /// Wall-clock time expiries are computed from: when the job was made,
+    /// and again when a worker begins it (a job can wait in the queue).
     pub now: SystemTime,
 }
 
@@ -188,6 +189,9 @@ pub struct JobResult {
     pub outcome: Result<Outcome, BackendError>,
     /// API calls this job made.
     pub calls: u32,
+    /// When a worker began the job: the holds and leases it wrote run from
+    /// here. None: the job's own `now`.
+    pub started: Option<SystemTime>,
 }
 
 /// A lease store. Shared by the worker threads; each worker opens its own

@@ -2,6 +2,7 @@
 //! a time; results go back to the state thread as control events.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crossbeam_channel::{select_biased, Receiver, Sender};
 use log::warn;
@@ -33,14 +34,18 @@ pub fn spawn(
                         recv(urgent) -> j => j,
                         recv(offers) -> j => j,
                     };
-                    let Ok(job) = job else {
+                    let Ok(mut job) = job else {
                         return;
                     };
+                    // A hold written now must last its full time from now,
+                    // however long the job waited behind others.
+                    job.now = SystemTime::now();
                     let (outcome, calls) = session.run(&job);
                     let r = JobResult {
                         id: job.id,
                         outcome,
                         calls,
+                        started: Some(job.now),
                     };
                     // Results are never dropped: the state thread is waiting for them.
                     if results.send(Control::Backend(Box::new(r))).is_err() {

@@ -23,7 +23,8 @@ struct Pending {
     req: Request,
     ctx: RecvCtx,
     kind: JobKind,
-    /// When the job was made: expiries count from here, as the backend's do.
+    /// When the job was made: expiries count from here unless the result
+    /// says when a worker began it.
     since: SystemTime,
     /// An OFFER job counted against this subnet's outstanding offers.
     offer_origin: Option<Ipv4Addr>,
@@ -295,10 +296,12 @@ impl RelaySide {
         };
         let mac = p.req.chaddr;
         self.by_mac.remove(&mac);
+        // The backend's expiries run from when the worker began the job.
+        let since = r.started.unwrap_or(p.since);
         if let Some(origin) = p.offer_origin {
             match &r.outcome {
                 Ok(Outcome::Lease(_)) => {
-                    let until = p.since + Duration::from_secs(OFFER_HOLD_SECS);
+                    let until = since + Duration::from_secs(OFFER_HOLD_SECS);
                     // The job's count passes to the hold: counted until the
                     // client asks for the address or the hold runs out.
                     self.outstanding.hold(mac, origin, until);
@@ -328,7 +331,7 @@ impl RelaySide {
                     JobKind::Offer => OFFER_HOLD_SECS,
                     _ => u64::from(l.lease_secs),
                 };
-                let until = p.since + Duration::from_secs(secs);
+                let until = since + Duration::from_secs(secs);
                 self.known.insert(
                     mac,
                     (
@@ -668,6 +671,7 @@ mod tests {
             id: job.id,
             outcome: Ok(outcome),
             calls: 3,
+            started: None,
         });
         let offer = answer(&r).expect("an OFFER");
         assert_eq!(msg_type(&offer), Some(MessageType::Offer));
@@ -692,6 +696,7 @@ mod tests {
             id: job.id,
             outcome: Ok(outcome),
             calls: 1,
+            started: None,
         });
         let ack = answer(&r).expect("an ACK");
         assert_eq!(msg_type(&ack), Some(MessageType::Ack));
@@ -716,6 +721,7 @@ mod tests {
             id: job.id,
             outcome: Ok(outcome),
             calls: 3,
+            started: None,
         });
         answer(&r).expect("an OFFER");
         // After the hold the record may be someone else's: no hint.
@@ -749,6 +755,7 @@ mod tests {
                 id: job.id,
                 outcome: Err(err),
                 calls: 1,
+                started: None,
             });
             assert!(answer(&r).is_none(), "an answer after a backend error");
         }
@@ -781,6 +788,7 @@ mod tests {
                 id: job.id,
                 outcome: Ok(outcome),
                 calls: 2,
+                started: None,
             });
             let got = answer(&r);
             if authoritative {
@@ -809,6 +817,7 @@ mod tests {
             id: job.id,
             outcome: Ok(outcome),
             calls: 1,
+            started: None,
         });
     }
 
@@ -891,5 +900,31 @@ mod tests {
         }
         assert_eq!(r.side.stats.jobs, 3);
         assert_eq!(r.side.stats.jobs_refused, 2);
+    }
+
+    #[test]
+    fn a_hold_runs_from_when_the_worker_began_the_job() {
+        let mut r = rig(false);
+        let now = SystemTime::now();
+        r.side.on_packet(packet(&r, request(1, mac(7), &[])), now);
+        let job = r.offers.try_recv().unwrap();
+        let outcome = serve(&mut r, &job);
+        // The job waited 8 s in the queue behind others.
+        r.side.on_result(JobResult {
+            id: job.id,
+            outcome: Ok(outcome),
+            calls: 3,
+            started: Some(now + Duration::from_secs(8)),
+        });
+        answer(&r).expect("an OFFER");
+        // 12 s after the DISCOVER, 4 s after the hold was written: still held.
+        let req = request(
+            3,
+            mac(7),
+            &[(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())],
+        );
+        r.side
+            .on_packet(packet(&r, req), now + Duration::from_secs(12));
+        assert!(r.urgent.try_recv().unwrap().known.is_some());
     }
 }
