@@ -2,15 +2,17 @@
 //! NFQUEUE rules, and their removal on every way out: guards on return and
 //! unwind, and a signal thread for SIGINT, SIGTERM and SIGHUP.
 //!
-//! Only namespaces made here (`nfb-<pid>-<tag>h` / `...g`) are touched;
-//! iptables and sysctl only ever run inside them.
+//! Only namespaces made here (`nfb-<pid>-<tag>h` / `...g`) are touched,
+//! and those of the test harness that `relay` runs (`nfdt-<pid>-...`,
+//! registered by prefix); iptables and sysctl only ever run inside them.
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -42,6 +44,50 @@ static PIDS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 /// Commands that undo something made outside the namespaces (uprobe
 /// events), run on a signal.
 static UNDO: Mutex<Vec<Vec<String>>> = Mutex::new(Vec::new());
+/// Name prefixes of what code that registers nothing makes (the test
+/// harness's `nfdt-<pid>-...` namespaces and scratch directories), each
+/// with what to run for such a namespace before it is removed.
+type Foreign = (String, fn(&str));
+static FOREIGN: Mutex<Vec<Foreign>> = Mutex::new(Vec::new());
+/// Named clean-ups run on a signal once every namespace is gone (records
+/// the run made in Nautobot).
+type Cleanup = Box<dyn Fn() + Send>;
+static CLEANUPS: Mutex<Vec<(&'static str, Cleanup)>> = Mutex::new(Vec::new());
+/// The thread that takes the stop signals (a `pthread_t`), for
+/// [`forward_signal`].
+static SIGNAL_THREAD: AtomicU64 = AtomicU64::new(0);
+/// Once foreign namespaces are registered: /dev/null and a copy of the
+/// original stderr, opened beforehand so that a signal handler can silence
+/// stderr with dup2 alone. The harness's threads fail as their processes
+/// and namespaces go, and say so at length: not worth reading.
+static DEV_NULL: AtomicI32 = AtomicI32::new(-1);
+static STDERR_COPY: AtomicI32 = AtomicI32::new(-1);
+
+/// On a signal: every namespace and every directory of the temp directory
+/// whose name starts with `prefix` is removed, namespaces after
+/// `before_removal(name)`. For namespaces made by code that does not use
+/// [`Netns`] (the test harness).
+pub fn register_foreign(prefix: String, before_removal: fn(&str)) {
+    registry(&FOREIGN).push((prefix, before_removal));
+    if DEV_NULL.load(Ordering::SeqCst) < 0 {
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            // SAFETY: fcntl on fd 2; the copy is ours (close-on-exec).
+            let copy = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+            STDERR_COPY.store(copy, Ordering::SeqCst);
+            DEV_NULL.store(null.into_raw_fd(), Ordering::SeqCst);
+        }
+    }
+}
+
+/// Runs `f` on a signal, after the namespaces are gone, until
+/// [`unregister_cleanup`] with the same name.
+pub fn register_cleanup(name: &'static str, f: Cleanup) {
+    registry(&CLEANUPS).push((name, f));
+}
+
+pub fn unregister_cleanup(name: &'static str) {
+    registry(&CLEANUPS).retain(|(n, _)| *n != name);
+}
 
 pub fn register_undo(argv: Vec<String>) {
     registry(&UNDO).push(argv);
@@ -154,15 +200,20 @@ pub fn install_signal_cleanup() -> Res<()> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     thread::Builder::new()
         .name("signals".into())
-        .spawn(move || loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: set and sig are valid for the call.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                let _launch = launch_guard();
-                let _held = CLEANING.lock().unwrap_or_else(|p| p.into_inner());
-                eprintln!("nfdhcpd-bench: signal {sig}: cleaning up");
-                cleanup_all();
-                std::process::exit(128 + sig);
+        .spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            SIGNAL_THREAD.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+            loop {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: set and sig are valid for the call.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                    let _launch = launch_guard();
+                    let _held = CLEANING.lock().unwrap_or_else(|p| p.into_inner());
+                    silence_stderr();
+                    say(&format!("nfdhcpd-bench: signal {sig}: cleaning up\n"));
+                    cleanup_all();
+                    std::process::exit(128 + sig);
+                }
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
@@ -177,6 +228,13 @@ fn cleanup_all() {
     let names = registry(&NAMESPACES).clone();
     for n in names {
         remove_netns(&n);
+    }
+    let foreign = registry(&FOREIGN).clone();
+    for (prefix, before_removal) in &foreign {
+        remove_foreign(prefix, *before_removal);
+    }
+    for (_, f) in registry(&CLEANUPS).iter() {
+        f();
     }
     let undo = registry(&UNDO).clone();
     for argv in undo {
@@ -193,6 +251,97 @@ fn cleanup_all() {
             thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Removes the namespaces and scratch directories named `prefix...`.
+fn remove_foreign(prefix: &str, before_removal: fn(&str)) {
+    let names = |dir: &Path| -> Vec<String> {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for n in names(Path::new("/run/netns")) {
+        before_removal(&n);
+        remove_netns(&n);
+    }
+    let tmp = std::env::temp_dir();
+    for n in names(&tmp) {
+        let _ = fs::remove_dir_all(tmp.join(n));
+    }
+}
+
+/// Points stderr at /dev/null once foreign namespaces are registered
+/// (see [`DEV_NULL`]). Async-signal-safe.
+fn silence_stderr() {
+    let null = DEV_NULL.load(Ordering::SeqCst);
+    if null >= 0 {
+        // SAFETY: dup2 onto fd 2 of a descriptor we keep open.
+        unsafe { libc::dup2(null, 2) };
+    }
+}
+
+/// Writes to the original stderr, also once it is silenced.
+fn say(msg: &str) {
+    let fd = match STDERR_COPY.load(Ordering::SeqCst) {
+        fd if fd >= 0 => fd,
+        _ => 2,
+    };
+    // SAFETY: a valid buffer of that length; a bad descriptor only fails.
+    unsafe { libc::write(fd, msg.as_ptr() as *const libc::c_void, msg.len()) };
+}
+
+/// A stop signal that reached a thread running [`with_default_signal_mask`]
+/// (or a thread it started) goes on to the signal thread.
+extern "C" fn forward_signal(sig: libc::c_int) {
+    // Before the interrupted system call returns and the harness panics.
+    silence_stderr();
+    let t = SIGNAL_THREAD.load(Ordering::SeqCst);
+    if t != 0 {
+        // SAFETY: pthread_kill is async-signal-safe, and the signal thread
+        // lives until the process exits.
+        unsafe { libc::pthread_kill(t as libc::pthread_t, sig) };
+    }
+}
+
+/// Runs `f` on a thread that does not block the stop signals, so that the
+/// processes it starts with a plain `std::process::Command` (the test
+/// harness's: the daemon, dhcrelay, socat) can be stopped by them; a stop
+/// signal that lands on that thread is handed on to the signal thread, which
+/// cleans up as usual. `Err` if `f` panicked (the panic has been printed).
+pub fn with_default_signal_mask<T: Send>(f: impl FnOnce() -> T + Send) -> Res<T> {
+    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: sigaction with valid, zero-initialised structures; the
+        // handler makes only async-signal-safe calls (dup2, pthread_kill).
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(s, std::ptr::null(), &mut old);
+            if old.sa_sigaction == libc::SIG_IGN {
+                // SIGHUP under nohup stays ignored.
+                continue;
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(s, &sa, std::ptr::null_mut());
+        }
+    }
+    thread::scope(|sc| {
+        sc.spawn(|| {
+            let set = signal_set();
+            // SAFETY: a valid set; only this thread's mask changes (and
+            // that of the threads and processes it starts).
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+            f()
+        })
+        .join()
+        .map_err(|_| "the run failed (see the panic above)".to_string())
+    })
 }
 
 /// A command whose child gets the default signal mask back (ours blocks

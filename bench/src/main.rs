@@ -8,6 +8,9 @@
 //!   binding changes, and memory across a million requests.
 //! - `profile`: system calls, context switches, allocations and hot spots
 //!   per request, for the daemon and the echo server (strace, perf).
+//! - `relay`: relay mode against the real test Nautobot through ISC
+//!   dhcrelay: new clients one at a time and in a burst, renewals and
+//!   releases; API calls per exchange, times, absorbed retransmissions.
 //!
 //! Needs root (network namespaces, NFQUEUE). Everything runs in namespaces
 //! made here and removed on exit, also on Ctrl-C.
@@ -18,6 +21,7 @@ mod frames;
 mod lab;
 mod nfqueue;
 mod profile;
+mod relay;
 mod scale;
 mod server;
 
@@ -44,6 +48,8 @@ enum Cmd {
     Scale(scale::Opts),
     /// Per-request costs: system calls, context switches, allocations, hot spots.
     Profile(profile::Opts),
+    /// Relay mode against the test Nautobot: API calls per DORA, renewal, release.
+    Relay(relay::Opts),
     /// The minimal NFQUEUE responder (started by `nfqueue` in its namespace).
     #[command(hide = true)]
     Echo(EchoOpts),
@@ -89,7 +95,13 @@ pub fn daemon_binary(c: &Common, dir: &Path) -> Res<PathBuf> {
                 "building nfdhcpd (cargo build --release) in {}",
                 root.display()
             );
-            let st = std::process::Command::new("cargo")
+            // The caller's PATH (cargo is often in ~/.cargo/bin), and the
+            // stop signals unblocked, so that Ctrl-C stops the build too.
+            let mut cargo = lab::command("cargo");
+            if let Some(path) = std::env::var_os("PATH") {
+                cargo.env("PATH", path);
+            }
+            let st = cargo
                 .args(["build", "--release", "--bin", "nfdhcpd"])
                 .current_dir(&root)
                 .status()
@@ -137,6 +149,7 @@ fn main() -> ExitCode {
                     Cmd::Nfqueue(o) => nfqueue::run(&o),
                     Cmd::Scale(o) => scale::run(&o),
                     Cmd::Profile(o) => profile::run(&o),
+                    Cmd::Relay(o) => relay::run(&o),
                     Cmd::Echo(_) => unreachable!("handled above"),
                 },
             }
