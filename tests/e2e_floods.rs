@@ -89,6 +89,12 @@ fn neighbor_solicitation(m: MacAddr, target: Ipv6Addr) -> Vec<u8> {
 /// Sends `frame` on the guest's interface in a tight loop until `stop`;
 /// returns how many frames went out.
 fn flood(g: &Guest, frame: &[u8], stop: &AtomicBool) -> u64 {
+    send_frames(g, std::slice::from_ref(&frame.to_vec()), stop, u64::MAX)
+}
+
+/// Sends `frames` in turn on the guest's interface (raw, AF_PACKET) until
+/// `stop` or `max` frames; returns how many went out.
+fn send_frames(g: &Guest, frames: &[Vec<u8>], stop: &AtomicBool, max: u64) -> u64 {
     let ifname = g.ifname.clone();
     in_netns(&g.ns.name, || {
         // SAFETY: plain socket(2); the result is checked.
@@ -100,15 +106,18 @@ fn flood(g: &Guest, frame: &[u8], stop: &AtomicBool) -> u64 {
         // SAFETY: a NUL-terminated name.
         let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
         assert!(ifindex > 0);
-        // SAFETY: sockaddr_ll is plain old data.
-        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_ifindex = ifindex;
-        sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&frame[..6]);
         let mut sent = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            for _ in 0..64 {
+        'out: while !stop.load(Ordering::Relaxed) {
+            for frame in frames {
+                if sent >= max {
+                    break 'out;
+                }
+                // SAFETY: sockaddr_ll is plain old data.
+                let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                sa.sll_family = libc::AF_PACKET as u16;
+                sa.sll_ifindex = ifindex;
+                sa.sll_halen = 6;
+                sa.sll_addr[..6].copy_from_slice(&frame[..6]);
                 // SAFETY: frame and sa are valid for the lengths given.
                 let r = unsafe {
                     libc::sendto(
@@ -389,4 +398,92 @@ fn taps_vanish_while_answering() {
 fn leased_ok(g: &Guest, ip: &str) -> bool {
     g.flush();
     g.udhcpc(&ClientOpts::short(3)).ip() == ip.parse().ok()
+}
+
+/// Made-up and mangled requests from a tap without a binding, many of them
+/// naming a bound guest's MAC: the daemon sends nothing there (and the
+/// requests go on to the kernel), while the bound guest is still answered.
+#[test]
+fn malformed_requests_never_answered_on_unbound_taps() {
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut lab) = Lab::new("malformed_requests_unbound") else {
+        return;
+    };
+    lab.nfqueue_routed();
+    lab.nfqueue6_routed();
+    lab.write_binding(&Binding::new("tap0", "192.0.2.100", FLOODER).with_ipv6(SUBNET6));
+    lab.start_daemon_with(&DaemonConfig {
+        extra: "[limits]\ninterface_rate = 0\nmac_rate = 0\n".into(),
+        ..DaemonConfig::ipv6("slaac", 300)
+    });
+    let bound = lab.guest("tap0", FLOODER);
+    let unbound = lab.guest("tap1", VICTIM);
+    let tap1_mac = lab.host.mac_of("tap1");
+    let capture = unbound.ns.tcpdump(
+        &unbound.ifname,
+        // DHCP answers, RAs and NAs; the kernel's own DAD probes are no news.
+        &format!(
+            "ether src {tap1_mac} and (udp port 68 or udp port 546 or \
+             (icmp6 and (ip6[40] == 134 or ip6[40] == 136)))"
+        ),
+        &lab.tmp.join("tap1.txt"),
+    );
+    // Valid requests in the bound guest's name, then every byte after the
+    // Ethernet header flipped in turn, and truncations.
+    let gw: Ipv6Addr = "2001:db8:aaaa:bbbb::1".parse().unwrap();
+    let seeds = [
+        discover(mac(FLOODER)),
+        router_solicitation(mac(FLOODER)),
+        neighbor_solicitation(mac(FLOODER), gw),
+    ];
+    let mut frames = Vec::new();
+    for seed in &seeds {
+        frames.push(seed.clone());
+        for i in 14..seed.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut f = seed.clone();
+                f[i] ^= flip;
+                frames.push(f);
+            }
+        }
+        for len in (15..seed.len()).step_by(7) {
+            frames.push(seed[..len].to_vec());
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let sent = send_frames(&unbound, &frames, &stop, 3 * frames.len() as u64);
+    // The same from the bound guest: answers there are fine.
+    send_frames(&bound, &frames, &stop, frames.len() as u64);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.assert_daemon_alive();
+    let log = dump(&lab);
+    let on_tap1: Vec<&str> = log.lines().filter(|l| l.contains("tap1 ")).collect();
+    assert!(on_tap1.is_empty(), "answers on tap1: {on_tap1:?}");
+    let seen = capture.text();
+    let frames_out: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains(&tap1_mac) && !l.contains("listening on"))
+        .collect();
+    assert!(
+        frames_out.is_empty(),
+        "the host sent on the unbound tap:\n{}",
+        frames_out.join("\n")
+    );
+    eprintln!(
+        "{sent} mangled requests on the unbound tap: nothing sent there; accepted_unknown {}",
+        last_line(&log, "accepted_unknown ")
+    );
+    // What reached the queue from tap1 went on to the kernel.
+    let accepted: u64 = last_line(&log, "accepted_unknown ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(accepted >= 3, "accepted_unknown {accepted}");
+    // The bound guest is still served.
+    bound.flush();
+    assert_eq!(
+        bound.udhcpc(&ClientOpts::short(3)).ip(),
+        Some(Ipv4Addr::new(192, 0, 2, 100))
+    );
 }
