@@ -219,3 +219,97 @@ fn log_directory_full() {
     .unwrap_or_else(|| panic!("no log lines after room was made:\n{}", file_log()));
     lab.host.stop(pid, Duration::from_secs(2)).expect("stopped");
 }
+
+/// One daemon serving both: the VM host's NFQUEUE path and relay mode with
+/// a backend that accepts connections and never answers. While relayed
+/// DISCOVERs keep every worker hung and the job queue full, a guest on the
+/// VM host is answered as before.
+#[test]
+fn nfqueue_path_unaffected_by_a_hung_backend() {
+    let Some(mut lab) = Lab::new("nfqueue_with_hung_backend") else {
+        return;
+    };
+    lab.nfqueue_routed();
+    lab.write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    // The "backend": a listener in the host namespace that never answers.
+    let hung = common::relay::in_netns(&lab.host.name, || {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    });
+    let port = hung.local_addr().unwrap().port();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let token = lab.tmp.join("token");
+    fs::write(&token, "0123456789abcdef0123456789abcdef01234567\n").unwrap();
+    let extra = format!(
+        "[relay]\nenable_relay = yes\ninterfaces = *\n\n\
+         [nautobot]\nurl = http://127.0.0.1:{port}\ntoken_file = {}\ntimeout = 3\nworkers = 2\n",
+        token.display()
+    );
+    lab.start_daemon_with(&DaemonConfig {
+        extra,
+        ..Default::default()
+    });
+    let g = lab.guest("tap0", MAC0);
+    assert!(leased(&g), "no lease before the backend load");
+
+    let mut probes = Vec::new();
+    std::thread::scope(|s| {
+        // Accept and hold every connection, never answering.
+        s.spawn(|| {
+            hung.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match hung.accept() {
+                    Ok((c, _)) => held.push(c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        // Relayed DISCOVERs from made-up clients, 200 a second.
+        let sender = s.spawn(|| {
+            let sock = common::relay::in_netns(&lab.host.name, || {
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap()
+            });
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = sock.send_to(&relayed_discover(n), "127.0.0.1:67");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            n
+        });
+        std::thread::sleep(Duration::from_secs(4));
+        for _ in 0..4 {
+            let t = Instant::now();
+            let ok = leased(&g);
+            probes.push((t.elapsed(), ok));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sent = sender.join().unwrap();
+        eprintln!("{sent} relayed DISCOVERs to a hung backend; VM-host probes {probes:?}");
+    });
+    lab.assert_daemon_alive();
+    let log = lab.daemon_log();
+    assert!(
+        log.contains("nautobot") && (log.contains("timed out") || log.contains("busy")),
+        "the backend was not hung:\n{log}"
+    );
+    for (took, ok) in &probes {
+        assert!(*ok && *took < Duration::from_secs(1), "{probes:?}");
+    }
+}
+
+/// A DISCOVER as a relay agent at 127.0.0.1 forwards it, asking (RFC 8357)
+/// for the answer on its own source port.
+fn relayed_discover(n: u32) -> Vec<u8> {
+    let mut p = vec![1, 1, 6, 1];
+    p.extend(n.to_be_bytes()); // xid
+    p.extend([0; 4 + 12]); // secs, flags, ciaddr, yiaddr, siaddr
+    p.extend([127, 0, 0, 1]); // giaddr
+    p.extend([0x02, 0xfd]);
+    p.extend(n.to_be_bytes());
+    p.extend([0; 10 + 64 + 128]);
+    p.extend([99, 130, 83, 99, 53, 1, 1]);
+    p.extend([82, 2, 19, 0, 255]);
+    p
+}
