@@ -11,14 +11,13 @@ use log::{error, info, warn};
 use nix::sys::signal::{SigSet, Signal};
 
 use nfdhcpd::backend::{nautobot, netbox, workers, Backend};
+use nfdhcpd::config::BackendKind;
 use nfdhcpd::config::{self, Config};
-use nfdhcpd::config::{BackendKind, Ipv6Mode};
 use nfdhcpd::daemon::{self, PidFile};
 use nfdhcpd::event::{Control, QueueKind};
 use nfdhcpd::link::FrameSender;
 use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
 use nfdhcpd::proto::relay4;
-use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
 use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
 use nfdhcpd::responder::{Answers, Published, Responder, Shared};
 use nfdhcpd::sandbox::Enforced;
@@ -214,46 +213,10 @@ fn make_backend(cfg: &Config) -> Result<Arc<dyn Backend>, String> {
 
 /// What the VM-host answers need from the configuration.
 fn vm_host_settings(cfg: &Config) -> Settings {
-    let v6 = &cfg.ipv6;
-    // Validated at load time; slaac is the fallback that needs least.
-    let mode = v6.effective_mode().unwrap_or(Ipv6Mode::Slaac);
-    let dhcpv6 = matches!(mode, Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6);
-    let stateful = mode == Ipv6Mode::Dhcpv6;
-    let ndp = v6.enable_ipv6.then(|| ndp::Params {
-        router_lifetime: v6.router_lifetime,
-        prefix_valid_lifetime: v6.prefix_valid_lifetime,
-        prefix_preferred_lifetime: v6.prefix_preferred_lifetime,
-        dns_lifetime: v6.dns_lifetime,
-        nameservers: v6.nameservers.clone(),
-        domains: v6.domains.clone(),
-        other_config: dhcpv6,
-        managed: stateful,
-    });
-    let dhcp6 = (v6.enable_ipv6 && dhcpv6).then(|| dhcp6::Params {
-        stateful,
-        nameservers: v6.nameservers.clone(),
-        domains: v6.domains.clone(),
-        // RFC 8415 21.4 recommends T1 = 0.5 and T2 = 0.8 of the preferred lifetime.
-        t1: v6.prefix_preferred_lifetime / 2,
-        t2: v6.prefix_preferred_lifetime / 5 * 4,
-        preferred_lifetime: v6.prefix_preferred_lifetime,
-        valid_lifetime: v6.prefix_valid_lifetime,
-    });
     Settings {
         datapath: cfg.general.datapath.clone(),
-        answers: Arc::new(Answers {
-            dhcp4: dhcp4::Params {
-                lease_lifetime: cfg.dhcp.lease_lifetime,
-                lease_renewal: cfg.dhcp.lease_renewal,
-                server_ip: cfg.dhcp.server_ip,
-                server_on_link: cfg.dhcp.server_on_link,
-                nameservers: cfg.dhcp.nameservers.clone(),
-                domain: cfg.dhcp.domain.clone(),
-            },
-            ndp,
-            dhcp6,
-        }),
-        ra_period: Duration::from_secs(u64::from(v6.ra_period.max(1))),
+        answers: Arc::new(Answers::from_config(cfg)),
+        ra_period: Duration::from_secs(u64::from(cfg.ipv6.ra_period.max(1))),
     }
 }
 

@@ -11,6 +11,7 @@ use nfdhcpd::mac::MacAddr;
 use nfdhcpd::proto::frame::{self, Udp4Addressing};
 use nfdhcpd::proto::frame6::{self, finish_icmpv6_frame, Ipv6Addressing, ICMPV6_OFFSET};
 use nfdhcpd::proto::{dhcp4, ndp};
+use nfdhcpd::responder::Answers;
 
 use crate::Res;
 
@@ -101,27 +102,9 @@ pub fn daemon_config(dir: &Path, datapath: &Path) -> String {
 /// The `[dhcp]` and `[ipv6]` answer settings of a configuration, as the
 /// daemon derives them.
 pub fn params(cfg: &Config) -> (dhcp4::Params, ndp::Params) {
-    let d = &cfg.dhcp;
-    let v6 = &cfg.ipv6;
     (
-        dhcp4::Params {
-            lease_lifetime: d.lease_lifetime,
-            lease_renewal: d.lease_renewal,
-            server_ip: d.server_ip,
-            server_on_link: d.server_on_link,
-            nameservers: d.nameservers.clone(),
-            domain: d.domain.clone(),
-        },
-        ndp::Params {
-            router_lifetime: v6.router_lifetime,
-            prefix_valid_lifetime: v6.prefix_valid_lifetime,
-            prefix_preferred_lifetime: v6.prefix_preferred_lifetime,
-            dns_lifetime: v6.dns_lifetime,
-            nameservers: v6.nameservers.clone(),
-            domains: v6.domains.clone(),
-            other_config: false,
-            managed: false,
-        },
+        Answers::from_config(cfg).dhcp4,
+        nfdhcpd::responder::ipv6_params(cfg).0,
     )
 }
 

@@ -12,9 +12,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use dhcproto::v4::MessageType;
 use libfuzzer_sys::fuzz_target;
 use nfdhcpd::backend::{JobKind, Lease, LeaseKind, Outcome};
-use nfdhcpd::config::{Config, Ipv6Mode};
+use nfdhcpd::config::Config;
 use nfdhcpd::proto::relay4::{self, RecvCtx, Step};
-use nfdhcpd::proto::{dhcp4, dhcp6, ndp};
+use nfdhcpd::responder::{ipv6_params, Answers};
 use nfdhcpd_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,37 +25,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = cfg.queues();
     let _ = cfg.backend();
 
-    // As the daemon's start-up turns the configuration into answer settings.
-    let v6 = &cfg.ipv6;
-    let mode = v6.effective_mode().unwrap_or(Ipv6Mode::Slaac);
-    let dhcpv6 = matches!(mode, Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6);
-    let p4 = dhcp4::Params {
-        lease_lifetime: cfg.dhcp.lease_lifetime,
-        lease_renewal: cfg.dhcp.lease_renewal,
-        server_ip: cfg.dhcp.server_ip,
-        server_on_link: cfg.dhcp.server_on_link,
-        nameservers: cfg.dhcp.nameservers.clone(),
-        domain: cfg.dhcp.domain.clone(),
-    };
-    let pn = ndp::Params {
-        router_lifetime: v6.router_lifetime,
-        prefix_valid_lifetime: v6.prefix_valid_lifetime,
-        prefix_preferred_lifetime: v6.prefix_preferred_lifetime,
-        dns_lifetime: v6.dns_lifetime,
-        nameservers: v6.nameservers.clone(),
-        domains: v6.domains.clone(),
-        other_config: dhcpv6,
-        managed: mode == Ipv6Mode::Dhcpv6,
-    };
-    let p6 = dhcp6::Params {
-        stateful: mode == Ipv6Mode::Dhcpv6,
-        nameservers: v6.nameservers.clone(),
-        domains: v6.domains.clone(),
-        t1: v6.prefix_preferred_lifetime / 2,
-        t2: v6.prefix_preferred_lifetime / 5 * 4,
-        preferred_lifetime: v6.prefix_preferred_lifetime,
-        valid_lifetime: v6.prefix_valid_lifetime,
-    };
+    // As the daemon's start-up turns the configuration into answer
+    // settings; the IPv6 ones also when IPv6 is off, to answer with them.
+    let p4 = Answers::from_config(&cfg).dhcp4;
+    let (pn, p6) = ipv6_params(&cfg);
     answer_all(&binding(), &p4, &p6, &pn);
 
     let settings = relay4::Settings {
