@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::mac::MacAddr;
 
@@ -128,6 +128,24 @@ impl Link {
     }
 }
 
+/// Sets the SOL_SOCKET option `opt` of socket `fd` to `value`.
+pub fn set_socket_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: an int option of the right size; a bad descriptor only fails.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The one AF_PACKET socket every reply frame leaves through. Protocol 0:
 /// it sends only and never receives, so it costs nothing under load.
 pub struct FrameSender {
@@ -144,17 +162,8 @@ impl FrameSender {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let size: libc::c_int = 4 << 20;
-        // SAFETY: setsockopt with a correctly sized int; failure only means a smaller buffer.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        // Failure only means a smaller buffer.
+        let _ = set_socket_int(fd.as_raw_fd(), libc::SO_SNDBUF, 4 << 20);
         Ok(FrameSender { fd })
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::warn;
 
 use crate::event::QueueKind;
+use crate::link::set_socket_int;
 use crate::responder::Responder;
 
 /// Kernel-side queue length: packets beyond it are dropped by the kernel.
@@ -37,27 +38,10 @@ impl BoundQueue {
         queue.set_queue_max_len(num, QUEUE_MAXLEN)?;
         // Never fail open on a full kernel queue: guests' packets must not leak onward.
         queue.set_fail_open(num, false)?;
-        set_rcvbuf(&queue, NETLINK_RCVBUF)?;
+        // SO_RCVBUFFORCE: beyond net.core.rmem_max, which CAP_NET_ADMIN allows.
+        set_socket_int(queue.as_raw_fd(), libc::SO_RCVBUFFORCE, NETLINK_RCVBUF)?;
         Ok(BoundQueue { num, kind, queue })
     }
-}
-
-/// SO_RCVBUFFORCE: beyond net.core.rmem_max, which CAP_NET_ADMIN allows.
-fn set_rcvbuf(queue: &nfq::Queue, bytes: libc::c_int) -> io::Result<()> {
-    // SAFETY: an int option of the right size on a socket the queue owns.
-    let r = unsafe {
-        libc::setsockopt(
-            queue.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &bytes as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Counters the queue threads keep themselves.

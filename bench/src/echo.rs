@@ -58,28 +58,6 @@ fn serve(mut q: nfq::Queue, proto: Proto, mut reply: Vec<u8>, out: &FrameSender)
     }
 }
 
-/// SO_RCVBUFFORCE on the queue's netlink socket, as the daemon does.
-fn set_netlink_rcvbuf(q: &nfq::Queue, bytes: i32) -> Res<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: an int option of the right size on the queue's own socket.
-    let r = unsafe {
-        libc::setsockopt(
-            q.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &bytes as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "SO_RCVBUFFORCE: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
-}
-
 /// Runs until killed. `config` and `binding` are the daemon's, so that the
 /// reply frames are exactly what the daemon would send.
 pub fn run(config: &Path, binding_path: &Path, netlink_rcvbuf: Option<i32>) -> Res<()> {
@@ -105,7 +83,13 @@ pub fn run(config: &Path, binding_path: &Path, netlink_rcvbuf: Option<i32>) -> R
     ];
     if let Some(b) = netlink_rcvbuf {
         for (_, _, q) in &queues {
-            set_netlink_rcvbuf(q, b)?;
+            // SO_RCVBUFFORCE on the queue's netlink socket, as the daemon does.
+            nfdhcpd::link::set_socket_int(
+                std::os::fd::AsRawFd::as_raw_fd(q),
+                libc::SO_RCVBUFFORCE,
+                b,
+            )
+            .map_err(|e| format!("SO_RCVBUFFORCE: {e}"))?;
         }
     }
     let mut threads = Vec::new();

@@ -716,13 +716,7 @@ mod tests {
         let now = SystemTime::now();
         r.side.on_packet(packet(&r, request(1, mac(3), &[])), now);
         let job = r.offers.try_recv().unwrap();
-        let outcome = serve(&mut r, &job);
-        r.side.on_result(JobResult {
-            id: job.id,
-            outcome: Ok(outcome),
-            calls: 3,
-            started: None,
-        });
+        finish(&mut r, &job);
         answer(&r).expect("an OFFER");
         // After the hold the record may be someone else's: no hint.
         let late = now + Duration::from_secs(OFFER_HOLD_SECS + 1);
@@ -812,12 +806,17 @@ mod tests {
     }
 
     fn finish(r: &mut Rig, job: &Job) {
+        finish_at(r, job, None);
+    }
+
+    /// Serves `job` and hands the result back, begun at `started`.
+    fn finish_at(r: &mut Rig, job: &Job, started: Option<SystemTime>) {
         let outcome = serve(r, job);
         r.side.on_result(JobResult {
             id: job.id,
             outcome: Ok(outcome),
             calls: 1,
-            started: None,
+            started,
         });
     }
 
@@ -908,14 +907,8 @@ mod tests {
         let now = SystemTime::now();
         r.side.on_packet(packet(&r, request(1, mac(7), &[])), now);
         let job = r.offers.try_recv().unwrap();
-        let outcome = serve(&mut r, &job);
         // The job waited 8 s in the queue behind others.
-        r.side.on_result(JobResult {
-            id: job.id,
-            outcome: Ok(outcome),
-            calls: 3,
-            started: Some(now + Duration::from_secs(8)),
-        });
+        finish_at(&mut r, &job, Some(now + Duration::from_secs(8)));
         answer(&r).expect("an OFFER");
         // 12 s after the DISCOVER, 4 s after the hold was written: still held.
         let req = request(
