@@ -151,6 +151,22 @@ fn main() -> ExitCode {
         eprintln!("nfdhcpd: {e}");
         return ExitCode::from(2);
     }
+    // A user that does not exist is a configuration error, found by
+    // --check-config too rather than at the next start.
+    let identity = match cfg.general.user.as_deref().map(daemon::resolve_user) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            let e = config::ConfigError {
+                file: cli.config.display().to_string(),
+                section: "general".into(),
+                key: "user".into(),
+                problem: e.to_string(),
+            };
+            eprintln!("nfdhcpd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.check_config {
         for w in &warnings {
             eprintln!("nfdhcpd: warning: {w}");
@@ -170,10 +186,18 @@ fn main() -> ExitCode {
     for w in &warnings {
         warn!("{w}");
     }
-    let code = match run(&cli, &cfg, logger) {
+    if let Some(e) = logger.file_error() {
+        warn!("{e}; logging to syslog only");
+    }
+    let code = match run(&cli, &cfg, identity, logger) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
+            // A detached start's parent is still waiting: it prints this.
+            // Before the fork, the operator's terminal is still ours.
+            if !daemon::notify_failed(&e) && !cli.foreground {
+                eprintln!("nfdhcpd: {e}");
+            }
             ExitCode::from(1)
         }
     };
@@ -220,7 +244,37 @@ fn vm_host_settings(cfg: &Config) -> Settings {
     }
 }
 
-fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), String> {
+/// Whom to switch to: only root can switch; staying root is worth a warning.
+fn switch_target(identity: Option<daemon::Identity>) -> Option<daemon::Identity> {
+    let me = daemon::Identity::current();
+    match (identity, me.uid == 0) {
+        (Some(id), true) => Some(id),
+        (Some(id), false) => {
+            if id.uid != me.uid {
+                warn!(
+                    "not started as root: staying {} (uid {}) instead of switching to {}",
+                    me.name, me.uid, id.name
+                );
+            }
+            None
+        }
+        (None, true) => {
+            warn!(
+                "no [general] user set: staying root (uid 0), with CAP_NET_ADMIN and \
+                 CAP_NET_RAW only; set user = nobody, or a user of its own, to run without root"
+            );
+            None
+        }
+        (None, false) => None,
+    }
+}
+
+fn run(
+    cli: &Cli,
+    cfg: &Config,
+    identity: Option<daemon::Identity>,
+    logger: &'static logging::Logger,
+) -> Result<(), String> {
     // Signals are taken synchronously by this thread; every other thread inherits the mask.
     let mut sigs = SigSet::empty();
     for s in [
@@ -235,21 +289,19 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         .map_err(|e| format!("cannot block signals: {e}"))?;
 
     PidFile::check(&cfg.general.pidfile).map_err(|e| e.to_string())?;
-    let root = nix::unistd::Uid::effective().is_root();
-    let target = match (&cfg.general.user, root) {
-        (Some(u), true) => {
-            let user = daemon::lookup_user(u).map_err(|e| e.to_string())?;
-            Some((u.clone(), user.uid.as_raw(), user.gid.as_raw()))
-        }
-        (Some(u), false) => {
+    daemon::check_capabilities().map_err(|e| e.to_string())?;
+    let target = switch_target(identity);
+    if let (Some(dir), Some(id)) = (&cfg.general.logdir, &target) {
+        if dir.is_dir() && !daemon::writable_by(dir, id) {
             warn!(
-                "not started as root: staying uid {} instead of switching to {u:?}",
-                nix::unistd::Uid::effective()
+                "logdir {}: not writable by {} (uid {}): after a rotation the log file \
+                 can only be reopened if the rotation creates it",
+                dir.display(),
+                id.name,
+                id.uid
             );
-            None
         }
-        (None, _) => None,
-    };
+    }
 
     // Everything that needs privileges is opened first.
     let sender =
@@ -270,8 +322,15 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         .collect();
     let mut bound = Vec::new();
     for (num, kind) in wanted {
-        let q = BoundQueue::bind(num, kind)
-            .map_err(|e| format!("cannot bind NFQUEUE {num} ({}): {e}", kind.name()))?;
+        let q = BoundQueue::bind(num, kind).map_err(|e| match e.raw_os_error() {
+            // With CAP_NET_ADMIN checked above, the kernel says EPERM only
+            // for a queue another socket holds.
+            Some(libc::EPERM) => format!(
+                "NFQUEUE {num} ({}) is already in use by another program",
+                kind.name()
+            ),
+            _ => format!("cannot bind NFQUEUE {num} ({}): {e}", kind.name()),
+        })?;
         bound.push(q);
     }
     let relay_sock = if cfg.relay.enable_relay {
@@ -294,13 +353,20 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
     if !cli.foreground {
         daemon::detach().map_err(|e| e.to_string())?;
     }
-    let _pidfile = PidFile::create(&cfg.general.pidfile, target.as_ref().map(|t| (t.1, t.2)))
-        .map_err(|e| e.to_string())?;
-    if let Some((name, uid, gid)) = &target {
-        logger.chown_file(*uid, *gid);
-        let (uid, gid) = daemon::drop_privileges(name).map_err(|e| e.to_string())?;
-        info!("running as {name} (uid {uid}, gid {gid}) with CAP_NET_ADMIN and CAP_NET_RAW only");
+    let _pidfile = PidFile::create(
+        &cfg.general.pidfile,
+        target.as_ref().map(|t| (t.uid, t.gid)),
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(id) = &target {
+        logger.chown_file(id.uid, id.gid);
     }
+    daemon::drop_privileges(target.as_ref()).map_err(|e| e.to_string())?;
+    let me = daemon::Identity::current();
+    info!(
+        "running as {} (uid {}, gid {}) with CAP_NET_ADMIN and CAP_NET_RAW only",
+        me.name, me.uid, me.gid
+    );
     // Before any other thread starts: they all inherit it.
     match nfdhcpd::sandbox::restrict(cfg) {
         Ok(Enforced::Fully) => info!("file access confined to the daemon's directories (Landlock)"),
@@ -426,6 +492,9 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
         nbindings,
         datapath.display()
     );
+    // The parent of a detached start exits now: the log must say so first.
+    log::logger().flush();
+    daemon::notify_ready();
 
     loop {
         let sig = match sigs.wait() {
@@ -443,8 +512,12 @@ fn run(cli: &Cli, cfg: &Config, logger: &'static logging::Logger) -> Result<(), 
                 return Ok(());
             }
             Signal::SIGHUP => {
-                logger.reopen();
-                info!("SIGHUP: log reopened, rescanning {}", datapath.display());
+                let reopened = if logger.reopen() {
+                    "log file reopened, "
+                } else {
+                    ""
+                };
+                info!("SIGHUP: {reopened}rescanning {}", datapath.display());
                 if let Some(ev) = watch::rescan_event(&datapath) {
                     let _ = ctrl_tx.send(ev);
                 }
