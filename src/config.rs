@@ -38,7 +38,13 @@ const NO_SECTION: &str = "\n";
 
 /// One line that names file, section, key and problem. The daemon prints it and exits 2.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: [{section}] {key}: {problem}")]
+#[error(
+    "{}: [{}] {}: {}",
+    escape_controls(.file),
+    escape_controls(.section),
+    escape_controls(.key),
+    escape_controls(.problem)
+)]
 pub struct ConfigError {
     pub file: String,
     pub section: String,
@@ -418,6 +424,7 @@ impl Config {
             return Err(ConfigError::whole_file(file, "is larger than 1 MiB"));
         }
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let duplicates = duplicate_warnings(text, file);
         let mut ini = Ini::new();
         ini.set_comment_symbols(&['#', ';']);
         ini.set_inline_comment_symbols(Some(&['#', ';']));
@@ -434,7 +441,7 @@ impl Config {
         let mut r = Reader {
             file,
             sections,
-            warnings: Vec::new(),
+            warnings: duplicates,
         };
         r.warn_unknown();
         let config = Config {
@@ -479,9 +486,59 @@ impl Config {
     }
 }
 
+/// Control bytes (escape sequences, newlines) from a file shown as escapes,
+/// so that a message stays one line and cannot drive a terminal.
+pub fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// What a path that is not a regular file is, for the error message.
+pub fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Reads at most [`MAX_FILE_SIZE`] bytes of UTF-8 text; the error is the problem text.
 fn read_bounded(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {}", io_reason(&e)))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that a FIFO or a device is refused rather than waited on.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {}", io_reason(&e)))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read: {}", io_reason(&e)))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "is {}, not a regular file",
+            file_kind(meta.file_type())
+        ));
+    }
     let mut buf = Vec::new();
     f.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut buf)
@@ -495,6 +552,53 @@ fn read_bounded(path: &Path) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// Keys set twice in a section and sections that appear twice, each with
+/// both line numbers. The parser keeps the last value of a key and merges
+/// the keys of a repeated section.
+fn duplicate_warnings(text: &str, file: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut sections: BTreeMap<String, usize> = BTreeMap::new();
+    let mut keys: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut section = "-".to_owned();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.split_once(']')) {
+            section = name.0.trim().to_lowercase();
+            if let Some(first) = sections.insert(section.clone(), n) {
+                sections.insert(section.clone(), first);
+                out.push(ConfigError {
+                    file: file.to_owned(),
+                    section: section.clone(),
+                    key: "-".to_owned(),
+                    problem: format!(
+                        "section appears twice (lines {first} and {n}); their keys are merged"
+                    ),
+                });
+            }
+            continue;
+        }
+        let key = line
+            .split(['=', ':'])
+            .next()
+            .unwrap_or(line)
+            .trim()
+            .to_lowercase();
+        if let Some(first) = keys.insert((section.clone(), key.clone()), n) {
+            out.push(ConfigError {
+                file: file.to_owned(),
+                section: section.clone(),
+                key,
+                problem: format!("set twice (lines {first} and {n}); line {n} is used"),
+            });
+        }
+    }
+    out.into_iter().map(|e| e.to_string()).collect()
 }
 
 /// `No such file or directory`, without the ` (os error 2)` std appends.
@@ -830,13 +934,18 @@ impl Reader<'_> {
         let user = match self.text(S, "user")? {
             None => None,
             Some(u)
-                if u.chars()
-                    .any(|c| c == ':' || c.is_whitespace() || c.is_control()) =>
+                if u.chars().any(|c| c.is_whitespace() || c.is_control())
+                    || u.split(':').count() > 2
+                    || u.split(':').any(str::is_empty) =>
             {
                 return Err(self.err(
                     S,
                     "user",
-                    format!("{} is not a user name or numeric uid", show(u)),
+                    format!(
+                        "{} is not a user name or numeric uid, optionally followed by \
+                         :group or :gid",
+                        show(u)
+                    ),
                 ));
             }
             Some(u) => Some(u.to_owned()),
@@ -1470,7 +1579,8 @@ domains = example.com
             ),
             (
                 "[general]\nuser = no body\n",
-                "t.conf: [general] user: \"no body\" is not a user name or numeric uid",
+                "t.conf: [general] user: \"no body\" is not a user name or numeric uid, \
+                 optionally followed by :group or :gid",
             ),
             (
                 "[dhcp\nenable_dhcp = yes\n",
@@ -1515,8 +1625,6 @@ domains = example.com
         let e = Config::load(&bin).unwrap_err();
         assert_eq!((e.section.as_str(), e.key.as_str()), ("-", "-"));
         assert!(e.problem.starts_with("is not UTF-8 text"), "{e}");
-        let e = Config::load(&dir).unwrap_err();
-        assert!(e.problem.starts_with("cannot read: "), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
 
         let e = parse(&"#".repeat(MAX_FILE_SIZE as usize + 1)).unwrap_err();
@@ -1592,6 +1700,61 @@ domains = example.com
         assert_eq!(c.dhcp.lease_renewal, 3600);
         assert_eq!(c.dhcp.dhcp_queue, 12);
         assert_eq!(c.dhcp.domain.as_deref(), Some("example.org"));
+    }
+
+    #[test]
+    fn user_forms() {
+        for u in ["root", "0", "nobody", "1234", "1234:1234", "nobody:nogroup"] {
+            let c = ok(&format!("[general]\nuser = {u}\n"));
+            assert_eq!(c.general.user.as_deref(), Some(u));
+        }
+        for u in ["a:b:c", ":1", "1:", "a b"] {
+            let e = err(&format!("[general]\nuser = {u}\n"));
+            assert!(e.starts_with("t.conf: [general] user: "), "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicates_warn_with_both_lines() {
+        let (c, w) = parse(
+            "[dhcp]\nlease_lifetime = 600\n[general]\nuser = nobody\n\
+             [DHCP]\nLease_Lifetime = 900\nenable_dhcp = yes\n",
+        )
+        .unwrap();
+        assert_eq!(c.dhcp.lease_lifetime, 900, "the last value is used");
+        assert_eq!(c.general.user.as_deref(), Some("nobody"));
+        assert_eq!(
+            w,
+            vec![
+                "t.conf: [dhcp] -: section appears twice (lines 1 and 5); their keys are merged",
+                "t.conf: [dhcp] lease_lifetime: set twice (lines 2 and 6); line 6 is used",
+            ]
+        );
+        assert!(warnings("[dhcp]\nlease_lifetime = 600\n").is_empty());
+    }
+
+    #[test]
+    fn control_bytes_are_escaped() {
+        let (_, w) = parse("[general]\n\x1b[31mkey = 1\n").unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(!w[0].contains('\x1b'), "{:?}", w[0]);
+        assert!(w[0].contains("\\u{1b}[31mkey"), "{:?}", w[0]);
+        let e = err("[relay]\nport = \x07\x1b]0;x\n");
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("nfdhcpd-fifo-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo.conf");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Nobody writes to it: a blocking open would never return.
+        let e = Config::load(&fifo).unwrap_err();
+        assert_eq!(e.problem, "is a FIFO, not a regular file");
+        let e = Config::load(&dir).unwrap_err();
+        assert_eq!(e.problem, "is a directory, not a regular file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
