@@ -45,6 +45,8 @@ pub struct Logger {
     syslog: Mutex<SyslogSink>,
     file_path: Option<PathBuf>,
     file: Mutex<Option<File>>,
+    /// Why the file could not be opened at start-up.
+    file_error: Option<String>,
     /// Set once the writer thread runs.
     queue: OnceLock<Sender<Entry>>,
 }
@@ -92,8 +94,13 @@ pub fn utc_timestamp(t: SystemTime) -> String {
 }
 
 impl Logger {
-    fn open_file(path: &PathBuf) -> Option<File> {
-        OpenOptions::new().create(true).append(true).open(path).ok()
+    fn open_file(path: &PathBuf) -> std::io::Result<File> {
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    /// Why the log file could not be opened at start-up, if it could not.
+    pub fn file_error(&self) -> Option<&str> {
+        self.file_error.as_deref()
     }
 
     /// Gives the log file to the user the daemon switches to, so that it can
@@ -105,22 +112,38 @@ impl Logger {
     }
 
     /// Reopens the log file (after logrotate) and retries syslog. When the
-    /// new file cannot be opened the old one is kept.
-    pub fn reopen(&self) {
+    /// new file cannot be opened the old one is kept. True when a new file
+    /// was opened.
+    pub fn reopen(&self) -> bool {
+        let mut reopened = false;
         if let Some(p) = &self.file_path {
+            let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
             match Self::open_file(p) {
-                Some(f) => {
-                    if let Ok(mut g) = self.file.lock() {
-                        *g = Some(f);
-                    }
+                Ok(f) => {
+                    *file = Some(f);
+                    reopened = true;
                 }
-                None => log::warn!("cannot reopen {}; still writing the old file", p.display()),
+                Err(e) if file.is_some() => {
+                    drop(file);
+                    log::warn!(
+                        "cannot reopen {}: {e}; still writing the old file",
+                        p.display()
+                    )
+                }
+                Err(e) => {
+                    drop(file);
+                    log::warn!(
+                        "cannot open {}: {e}; still logging to syslog only",
+                        p.display()
+                    )
+                }
             }
         }
         if let Ok(mut s) = self.syslog.lock() {
             s.conn = None;
             s.last_try = None;
         }
+        reopened
     }
 
     /// From now on, lines are written by a thread of their own. Called
@@ -300,7 +323,14 @@ pub fn init(opts: Options) -> &'static Logger {
     } else {
         LevelFilter::Info
     };
-    let file = opts.file.as_ref().and_then(Logger::open_file);
+    let (file, file_error) = match opts.file.as_ref().map(|p| (p, Logger::open_file(p))) {
+        None => (None, None),
+        Some((_, Ok(f))) => (Some(f), None),
+        Some((p, Err(e))) => (
+            None,
+            Some(format!("cannot open log file {}: {e}", p.display())),
+        ),
+    };
     let logger: &'static Logger = Box::leak(Box::new(Logger {
         level,
         stderr: opts.stderr,
@@ -311,6 +341,7 @@ pub fn init(opts: Options) -> &'static Logger {
         }),
         file_path: opts.file,
         file: Mutex::new(file),
+        file_error,
         queue: OnceLock::new(),
     }));
     // Only fails when a logger is already set, e.g. in tests.
