@@ -554,6 +554,8 @@ pub struct Lab {
     started: Instant,
     /// The nfdhcpd binary started; the test build's unless changed.
     pub daemon_bin: PathBuf,
+    /// A command the daemon is started through (e.g. `setpriv ...`).
+    pub daemon_wrapper: Vec<String>,
 }
 
 impl Lab {
@@ -576,6 +578,7 @@ impl Lab {
             daemon_log,
             started: Instant::now(),
             daemon_bin: PathBuf::from(env!("CARGO_BIN_EXE_nfdhcpd")),
+            daemon_wrapper: Vec::new(),
         })
     }
 
@@ -819,7 +822,9 @@ impl Lab {
         let conf = self.write_config(c);
         let bin = self.daemon_bin.to_str().unwrap();
         let conf = conf.to_str().unwrap();
-        let mut cmd = self.host.command(&[bin, "-f", "-d", "-c", conf]);
+        let mut argv: Vec<&str> = self.daemon_wrapper.iter().map(String::as_str).collect();
+        argv.extend([bin, "-f", "-d", "-c", conf]);
+        let mut cmd = self.host.command(&argv);
         cmd.env("RUST_BACKTRACE", "1");
         let pid = self.host.spawn_cmd(cmd, &self.daemon_log);
         self.daemon = Some(pid);
