@@ -229,7 +229,7 @@ fn signals() {
     let rotated = ops.log_dir.join("nfdhcpd.log.1");
     fs::rename(ops.log_dir.join("nfdhcpd.log"), &rotated).unwrap();
     signal(pid, "HUP");
-    ops.wait_log("SIGHUP: log reopened, rescanning");
+    ops.wait_log("SIGHUP: log file reopened, rescanning");
     ops.wait_log("1 bindings in force");
     assert!(!fs::read_to_string(&rotated).unwrap().contains("SIGHUP"));
 
