@@ -535,7 +535,15 @@ impl Watcher {
             };
             let Some(read) = read else { continue };
             self.note(&name, &read);
-            debug!("binding file {name}: {read:?}");
+            debug!(
+                "binding file {name}: {}",
+                match &read {
+                    FileRead::Parsed(Ok(_)) => "changed".to_string(),
+                    FileRead::Parsed(Err(e)) => e.to_string(),
+                    FileRead::Gone => "removed".to_string(),
+                    FileRead::Refused(e) => e.to_string(),
+                }
+            );
             if tx.send(Control::Binding { name, read }).is_err() {
                 return false;
             }
