@@ -301,7 +301,14 @@ fn a_byte_order_mark_is_accepted() {
     let dir = lab.bindings.clone();
     let with_bom = |b: &Binding| {
         let tmp = dir.join(format!(".{}.tmp", b.tap));
-        fs::write(&tmp, format!("\u{feff}{}", b.text())).unwrap();
+        // MAC first, right after the mark, where it used to be misread.
+        let rest: String = b
+            .text()
+            .lines()
+            .filter(|l| !l.starts_with("MAC="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&tmp, format!("\u{feff}MAC={}\n{rest}", b.mac)).unwrap();
         fs::rename(&tmp, dir.join(&b.tap)).unwrap();
     };
     with_bom(&Binding::new("tap0", "192.0.2.100", MAC0));
