@@ -54,6 +54,13 @@ pub enum BindingError {
         value: String,
         problem: &'static str,
     },
+    /// A value that reads well but contradicts another key.
+    #[error("{key}={value}: {problem}")]
+    Inconsistent {
+        key: &'static str,
+        value: String,
+        problem: String,
+    },
 }
 
 /// Names the watcher skips: dot-files, editor backups and temporary files.
@@ -109,6 +116,8 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
         return Err(BindingError::TooLarge);
     }
     let text = std::str::from_utf8(bytes).map_err(|_| BindingError::NotText)?;
+    // Editors on some systems start UTF-8 files with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
 
     let mut b = Binding {
         name: name.to_string(),
@@ -186,7 +195,63 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
     }
     b.mac = mac.ok_or(BindingError::Missing("MAC"))?;
     b.hostname = hostname.ok_or(BindingError::Missing("HOSTNAME"))?;
+    check(&b)?;
     Ok(b)
+}
+
+/// Addresses that cannot work together: the guest would be handed an
+/// address it cannot use, or one the host already claims.
+fn check(b: &Binding) -> Result<(), BindingError> {
+    let wrong = |key, value: &dyn std::fmt::Display, problem: String| {
+        Err(BindingError::Inconsistent {
+            key,
+            value: value.to_string(),
+            problem,
+        })
+    };
+    if let Some(ip) = b.ip {
+        if b.gateway == Some(ip) {
+            return wrong("IP", &ip, "the same address as GATEWAY".into());
+        }
+        if let Some(net) = b.subnet {
+            if !net.contains(&ip) {
+                return wrong("IP", &ip, format!("outside SUBNET {net}"));
+            }
+            // /31 (RFC 3021) and /32 have no network or broadcast address.
+            if net.prefix_len() < 31 {
+                if ip == net.network() {
+                    return wrong("IP", &ip, format!("the network address of SUBNET {net}"));
+                }
+                if ip == net.broadcast() {
+                    return wrong("IP", &ip, format!("the broadcast address of SUBNET {net}"));
+                }
+            }
+        }
+    }
+    if let Some(net) = b.subnet6 {
+        // A link-local router is on every link, whatever the prefix.
+        let link_local = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+        for (key, addr) in [("GATEWAY6", b.gateway6), ("EUI64", b.eui64), ("IP6", b.ip6)] {
+            if let Some(a) = addr.filter(|a| !net.contains(a)) {
+                if key == "GATEWAY6" && link_local(&a) {
+                    continue;
+                }
+                return wrong(key, &a, format!("outside SUBNET6 {net}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What an accepted binding lacks that a guest will notice, for a warning.
+pub fn shortcomings(b: &Binding) -> Option<&'static str> {
+    if b.ip.is_some() && b.subnet.is_none() {
+        return Some(
+            "IP without SUBNET: the guest gets no subnet mask or broadcast address \
+             and reaches GATEWAY through a host route (nfdhcpd-binding(5))",
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -265,6 +330,85 @@ MACSPOOF=
         ));
         let big = vec![b'#'; MAX_FILE_SIZE as usize + 1];
         assert_eq!(parse("tap1", &big), Err(BindingError::TooLarge));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted() {
+        let mut t = vec![0xef, 0xbb, 0xbf];
+        t.extend_from_slice(SAMPLE.as_bytes());
+        let b = parse("tap10", &t).unwrap();
+        assert_eq!(b.mac.to_string(), "aa:6b:39:22:33:44");
+        // Only at the start: anywhere else it is part of a value.
+        let t = format!("{SAMPLE}HOSTNAME=\u{feff}x\n");
+        assert_eq!(parse("tap10", t.as_bytes()).unwrap().hostname, "\u{feff}x");
+    }
+
+    /// SAMPLE without the lines of `keys`.
+    fn sample_without(keys: &[&str]) -> String {
+        SAMPLE
+            .lines()
+            .filter(|l| !keys.iter().any(|k| l.starts_with(&format!("{k}="))))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn key_of(r: Result<Binding, BindingError>) -> &'static str {
+        match r {
+            Err(BindingError::Inconsistent { key, .. }) => key,
+            other => panic!("not refused for its data: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_addresses_that_contradict_each_other() {
+        let with = |extra: &str| parse("tap10", format!("{SAMPLE}{extra}\n").as_bytes());
+        let e = with("IP=198.51.100.7").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "IP=198.51.100.7: outside SUBNET 192.0.2.0/24"
+        );
+        assert!(with("IP=192.0.2.0")
+            .unwrap_err()
+            .to_string()
+            .contains("the network address of SUBNET 192.0.2.0/24"));
+        assert!(with("IP=192.0.2.255")
+            .unwrap_err()
+            .to_string()
+            .contains("the broadcast address of SUBNET"));
+        assert!(with("IP=192.0.2.1")
+            .unwrap_err()
+            .to_string()
+            .contains("the same address as GATEWAY"));
+        assert_eq!(key_of(with("GATEWAY6=2001:db8:1::1")), "GATEWAY6");
+        assert_eq!(key_of(with("EUI64=2001:db8:1::5")), "EUI64");
+        assert_eq!(key_of(with("IP6=2001:db8:1::6")), "IP6");
+        assert_eq!(key_of(with("GATEWAY=192.0.2.100\nIP=192.0.2.100")), "IP");
+
+        // What is fine: /31 and /32 use every address, a link-local router,
+        // a gateway outside the subnet (routed), no SUBNET or SUBNET6 at all.
+        for ok in [
+            "SUBNET=192.0.2.100/31\nIP=192.0.2.100\nGATEWAY=192.0.2.101",
+            "SUBNET=192.0.2.100/32\nIP=192.0.2.100\nGATEWAY=10.0.0.1",
+            "GATEWAY6=fe80::1",
+            "GATEWAY=198.51.100.1",
+            "IP6=2001:db8:aaaa:bbbb::77",
+        ] {
+            assert!(with(ok).is_ok(), "{ok}: {:?}", with(ok));
+        }
+        let no_subnets = sample_without(&["SUBNET", "SUBNET6"]);
+        let t = format!("{no_subnets}IP=10.1.2.3\nIP6=2001:db8:9::9\nGATEWAY6=2001:db8:8::1\n");
+        assert!(parse("tap10", t.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_missing_subnet_is_a_shortcoming() {
+        let b = parse("tap10", SAMPLE.as_bytes()).unwrap();
+        assert_eq!(shortcomings(&b), None);
+        let b = parse("tap10", sample_without(&["SUBNET"]).as_bytes()).unwrap();
+        assert!(shortcomings(&b).unwrap().starts_with("IP without SUBNET"));
+        // Without IP there is no IPv4 lease to lack a mask.
+        let b = parse("tap10", sample_without(&["SUBNET", "IP"]).as_bytes()).unwrap();
+        assert_eq!(shortcomings(&b), None);
     }
 
     #[test]

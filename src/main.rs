@@ -347,8 +347,8 @@ fn run(
         None
     };
     let datapath = cfg.general.datapath.clone();
-    let watcher =
-        watch::Watcher::new(&datapath).map_err(|e| format!("cannot start inotify: {e}"))?;
+    let mut watcher = watch::Watcher::new(&datapath, cfg.general.user.as_deref())
+        .map_err(|e| format!("cannot start inotify: {e}"))?;
 
     if !cli.foreground {
         daemon::detach().map_err(|e| e.to_string())?;
@@ -384,7 +384,7 @@ fn run(
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(CONTROL_CHANNEL);
     let (relay_tx, relay_rx) = bounded::<RelayPacket>(RELAY_CHANNEL);
 
-    let initial = watch::scan(&datapath).unwrap_or_default();
+    let initial = watcher.initial_scan();
 
     let settings = vm_host_settings(cfg);
     let published = Arc::new(Published::default());
@@ -482,6 +482,9 @@ fn run(
     } else {
         drop(relay_tx);
     }
+    let rescan = watcher
+        .rescan_handle()
+        .map_err(|e| format!("cannot start inotify thread: {e}"))?;
     watcher
         .spawn(ctrl_tx.clone())
         .map_err(|e| format!("cannot start inotify thread: {e}"))?;
@@ -518,9 +521,7 @@ fn run(
                     ""
                 };
                 info!("SIGHUP: {reopened}rescanning {}", datapath.display());
-                if let Some(ev) = watch::rescan_event(&datapath) {
-                    let _ = ctrl_tx.send(ev);
-                }
+                rescan.request();
             }
             Signal::SIGUSR1 => {
                 let _ = ctrl_tx.send(Control::Dump);

@@ -188,8 +188,9 @@ impl Responder {
             return nfq::Verdict::Drop;
         }
         let Some(server_mac) = self.link.mac_of(&b.indev) else {
-            debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
             bump(&mut stats.refusals, Refusal::Unconfigured.name());
+            drop(stats);
+            no_indev(&self.shared.warn, &self.link, b);
             return nfq::Verdict::Drop;
         };
         let answers = &self.shared.answers;
@@ -264,6 +265,29 @@ impl Responder {
             );
         }
     }
+}
+
+/// INDEV names no interface (or one without a MAC address): nothing can be
+/// answered. Warned once per binding, then at most every
+/// BINDING_WARN_INTERVAL; again at once when the binding file changes.
+fn no_indev(warn: &Mutex<WarnLimiter>, link: &Link, b: &Binding) {
+    let allowed = warn
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .allow_binding("indev", &b.name, Instant::now());
+    if !allowed {
+        debug!("{}: INDEV {} has no MAC address", b.name, b.indev);
+        return;
+    }
+    let what = if link.index_of(&b.indev).is_none() {
+        "names no interface"
+    } else {
+        "is an interface without a MAC address"
+    };
+    warn!(
+        "binding {}: INDEV {} {what}: its requests are dropped unanswered",
+        b.name, b.indev
+    );
 }
 
 /// A frame that could not leave: a rate-limited warning.

@@ -86,11 +86,14 @@ fn twenty_thousand_binding_files_in_a_burst() {
     let t = Instant::now();
     for n in 0..20_000u32 {
         let (hi, lo) = ((n >> 8) as u8, n as u8);
-        let b = Binding::new(
+        let mut b = Binding::new(
             &format!("vm{n}"),
             &format!("10.{hi}.{lo}.10"),
             &format!("02:bb:00:00:{hi:02x}:{lo:02x}"),
         );
+        // An address outside SUBNET would be refused.
+        b.subnet = Some("10.0.0.0/8".into());
+        b.gateway = Some("10.0.0.1".parse().unwrap());
         fs::write(lab.bindings.join(format!("vm{n}")), b.text()).unwrap();
     }
     let wrote = t.elapsed();

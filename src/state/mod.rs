@@ -13,8 +13,8 @@ use crossbeam_channel::{select_biased, Receiver};
 pub mod relay;
 use log::{debug, info, warn};
 
-use crate::binding::Binding;
-use crate::event::{BindingRead, Control, QueueKind};
+use crate::binding::{self, Binding};
+use crate::event::{Control, FileRead, QueueKind};
 use crate::link::{FrameSender, Link};
 use crate::nfqueue::QueueStats;
 use crate::proto::ndp;
@@ -26,6 +26,13 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Warnings of one kind are logged at most this often; the rest are counted.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A warning about one binding is repeated at most this often while its
+/// cause lasts (and again at once after the binding file changes).
+pub const BINDING_WARN_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Per-binding warnings remembered at most; beyond, the oldest memory goes.
+const MAX_BINDING_WARNINGS: usize = 100_000;
 
 #[derive(Default, Debug, Clone)]
 pub struct Stats {
@@ -70,9 +77,32 @@ pub fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
 #[derive(Default)]
 pub struct WarnLimiter {
     last: HashMap<&'static str, (Instant, u64)>,
+    /// (kind, binding name) -> when last logged.
+    per_binding: HashMap<(&'static str, String), Instant>,
 }
 
 impl WarnLimiter {
+    /// Whether a warning of `kind` about binding `name` may be logged now:
+    /// once, then at most every BINDING_WARN_INTERVAL.
+    pub fn allow_binding(&mut self, kind: &'static str, name: &str, now: Instant) -> bool {
+        let key = (kind, name.to_string());
+        if let Some(t) = self.per_binding.get(&key) {
+            if now.saturating_duration_since(*t) < BINDING_WARN_INTERVAL {
+                return false;
+            }
+        }
+        if self.per_binding.len() >= MAX_BINDING_WARNINGS {
+            self.per_binding.clear();
+        }
+        self.per_binding.insert(key, now);
+        true
+    }
+
+    /// Binding `name` changed or went: its warnings may come again.
+    pub fn forget_binding(&mut self, name: &str) {
+        self.per_binding.retain(|(_, n), _| n != name);
+    }
+
     /// Some(n suppressed since the last one) when a warning of `kind` may be logged now.
     pub fn allow(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
         match self.last.get_mut(kind) {
@@ -124,8 +154,11 @@ pub struct State {
     published: Arc<Published>,
     /// Bindings changed since the last publication.
     dirty: bool,
-    /// Binding files that failed to parse, with the reason (for SIGUSR1).
+    /// Binding files not in force as they are, with the reason (for SIGUSR1
+    /// and to log each cause once).
     bad_files: BTreeMap<String, String>,
+    /// Names refused unparsed, by reason (metrics label).
+    refused_files: BTreeMap<&'static str, u64>,
     answers: Arc<Answers>,
     ra_period: Duration,
     link: Link,
@@ -153,6 +186,7 @@ impl State {
             published,
             dirty: false,
             bad_files: BTreeMap::new(),
+            refused_files: BTreeMap::new(),
             answers: settings.answers,
             ra_period: settings.ra_period,
             link: Link::new()?,
@@ -344,10 +378,13 @@ impl State {
         }
     }
 
-    fn apply(&mut self, name: String, read: Option<BindingRead>, verbose: bool) {
+    /// Only a file that is gone takes its binding away: one that cannot be
+    /// read or parsed now leaves the previous binding in force.
+    fn apply(&mut self, name: String, read: FileRead, verbose: bool) {
         match read {
-            None => {
+            FileRead::Gone => {
                 self.bad_files.remove(&name);
+                self.forget_warnings(&name);
                 if let Some(old) = self.bindings.remove(name.as_str()) {
                     self.dirty = true;
                     info!("binding {name} removed");
@@ -355,37 +392,71 @@ impl State {
                     self.ra_for(old, true);
                 }
             }
-            Some(Ok(b)) => {
-                self.bad_files.remove(&name);
+            FileRead::Parsed(Ok(b)) => {
+                let was_bad = self.bad_files.remove(&name).is_some();
                 let line = describe(&b);
-                let old = self.bindings.insert(Arc::from(name.as_str()), Arc::new(b));
+                let lacking = binding::shortcomings(&b);
+                let b = Arc::new(b);
+                let old = self.bindings.insert(Arc::from(name.as_str()), b.clone());
+                let changed = old.as_ref() != Some(&b);
+                if changed {
+                    self.forget_warnings(&name);
+                }
                 self.dirty = true;
-                if verbose {
+                if verbose || was_bad {
                     let what = if old.is_some() { "updated" } else { "added" };
                     info!("binding {name} {what}: {line}");
                 } else {
                     debug!("binding {name}: {line}");
                 }
+                // Once per content: a rescan that finds it unchanged says nothing.
+                if let Some(why) = lacking.filter(|_| changed) {
+                    warn!("binding {name}: {why}");
+                }
                 // A guest already up learns the new prefix without waiting a period.
                 self.send_ra(&name, false);
             }
-            Some(Err(e)) => {
+            FileRead::Parsed(Err(e)) => {
                 self.stats.binding_errors += 1;
-                let keep = if self.bindings.contains_key(name.as_str()) {
-                    "; the previous binding stays in force"
-                } else {
-                    ""
-                };
                 warn!(
-                    "binding file {}: {e}; ignored{keep}",
-                    self.datapath.join(&name).display()
+                    "binding file {}: {e}; ignored{}",
+                    self.datapath.join(&name).display(),
+                    self.keep(&name)
                 );
                 self.bad_files.insert(name, e.to_string());
+            }
+            FileRead::Refused(e) => {
+                let why = e.to_string();
+                // Once per file and cause, not on every event while it lasts.
+                if self.bad_files.get(&name) != Some(&why) {
+                    bump(&mut self.refused_files, e.name());
+                    warn!(
+                        "binding file {}: {why}; ignored{}",
+                        self.datapath.join(&name).display(),
+                        self.keep(&name)
+                    );
+                }
+                self.bad_files.insert(name, why);
             }
         }
     }
 
-    fn rescan(&mut self, all: Vec<(String, BindingRead)>) {
+    fn keep(&self, name: &str) -> &'static str {
+        if self.bindings.contains_key(name) {
+            "; the previous binding stays in force"
+        } else {
+            ""
+        }
+    }
+
+    fn forget_warnings(&self, name: &str) {
+        self.warn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_binding(name);
+    }
+
+    fn rescan(&mut self, all: Vec<(String, FileRead)>) {
         let present: std::collections::HashSet<&str> =
             all.iter().map(|(n, _)| n.as_str()).collect();
         let gone: Vec<String> = self
@@ -396,10 +467,10 @@ impl State {
             .collect();
         self.bad_files.retain(|n, _| present.contains(n.as_str()));
         for name in gone {
-            self.apply(name, None, true);
+            self.apply(name, FileRead::Gone, true);
         }
         for (name, read) in all {
-            self.apply(name, Some(read), false);
+            self.apply(name, read, false);
         }
         info!(
             "{} bindings in force, {} binding files ignored",
@@ -420,8 +491,15 @@ impl State {
         );
         t.gauge(
             "binding_files_ignored",
-            "Binding files that failed to parse.",
+            "Binding files not in force as they are (refused, unreadable or invalid).",
             self.bad_files.len() as u64,
+        );
+        t.family(
+            "binding_files_refused_total",
+            "counter",
+            "Names in the binding directory left unread (not a regular file, or unreadable), \
+             by reason; each file and cause counted once.",
+            &labelled("reason", &self.refused_files),
         );
         t.family(
             "requests_total",
@@ -539,6 +617,7 @@ impl State {
         info!("requests: {}", fmt_map(&all.requests));
         info!("answers: {}", fmt_map(&all.answers));
         info!("refusals: {}", fmt_map(&all.refusals));
+        info!("binding files refused: {}", fmt_map(&self.refused_files));
         if let Some(r) = &self.relay {
             r.dump();
         }
