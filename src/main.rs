@@ -347,7 +347,7 @@ fn run(
         None
     };
     let datapath = cfg.general.datapath.clone();
-    let mut watcher = watch::Watcher::new(&datapath, cfg.general.user.as_deref())
+    let mut watcher = watch::Watcher::new(&datapath, target.as_ref())
         .map_err(|e| format!("cannot start inotify: {e}"))?;
 
     if !cli.foreground {

@@ -21,6 +21,7 @@ use log::{debug, error, info, warn};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::binding::{self, BindingError, MAX_FILE_SIZE};
+use crate::daemon::Identity;
 use crate::event::{Control, FileError, FileRead};
 
 /// Files read in one rescan at most; a directory with more is cut short (and logged).
@@ -159,14 +160,11 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(user: Option<&str>) -> Reader {
-        let mut names = Vec::new();
-        let me = nix::unistd::geteuid();
-        if let Ok(Some(u)) = nix::unistd::User::from_uid(me) {
-            names.push((me.as_raw(), u.name));
-        }
-        if let Some(Ok(Some(u))) = user.map(nix::unistd::User::from_name) {
-            names.push((u.uid.as_raw(), u.name));
+    fn new(user: Option<&Identity>) -> Reader {
+        let me = Identity::current();
+        let mut names = vec![(me.uid, me.name)];
+        if let Some(u) = user {
+            names.push((u.uid, u.name.clone()));
         }
         Reader { names }
     }
@@ -295,7 +293,7 @@ impl Watcher {
     /// Fails only when inotify itself is unavailable; a missing or unreadable
     /// directory is waited for. `user`: the configured `[general] user`,
     /// named in messages once the daemon runs as it.
-    pub fn new(dir: &Path, user: Option<&str>) -> io::Result<Watcher> {
+    pub fn new(dir: &Path, user: Option<&Identity>) -> io::Result<Watcher> {
         let (wake, wake_tx) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
