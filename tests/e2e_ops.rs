@@ -108,16 +108,6 @@ fn signal(pid: u32, sig: &str) {
     assert!(st.success(), "kill -{sig} {pid}");
 }
 
-/// The `Name:\tvalue` line of /proc/PID/status.
-fn status_field(pid: u32, name: &str) -> String {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        .trim()
-        .to_string()
-}
-
 /// After start-up the daemon is nobody with CAP_NET_ADMIN and CAP_NET_RAW
 /// only, and still answers, also for a binding that appears afterwards.
 #[test]
@@ -131,61 +121,14 @@ fn runs_as_nobody_with_two_capabilities() {
     let pid = ops.start();
     ops.wait_log("running as nobody");
 
-    let nobody = "65534";
-    let uids: Vec<String> = status_field(pid, "Uid")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(uids, vec![nobody; 4], "real, effective, saved, fs uid");
-    let gids: Vec<String> = status_field(pid, "Gid")
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(gids.len(), 4);
-    assert!(
-        gids.iter().all(|g| g == &gids[0] && g != "0"),
-        "gids {gids:?}"
-    );
-    assert_eq!(status_field(pid, "Groups"), "", "supplementary groups");
-    // Bits 12 (CAP_NET_ADMIN) and 13 (CAP_NET_RAW).
-    assert_eq!(status_field(pid, "CapPrm"), "0000000000003000");
-    assert_eq!(status_field(pid, "CapEff"), "0000000000003000");
-    assert_eq!(status_field(pid, "CapInh"), "0000000000000000");
-    assert_eq!(status_field(pid, "CapBnd"), "0000000000000000");
-    assert_eq!(status_field(pid, "CapAmb"), "0000000000000000");
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-
-    let l = g0.dhclient(&ClientOpts::default());
-    assert_eq!(l.expect_bound().ip(), Some("192.0.2.100".parse().unwrap()));
-
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
     // Capabilities are per thread: every one of them, the log writer and
     // the queue threads included, has the same two and nothing else.
-    let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(tasks.len() >= 4, "threads {tasks:?}");
-    for t in &tasks {
-        let st = fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).unwrap();
-        let field = |k: &str| {
-            st.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}:")))
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        };
-        let who = format!("thread {t} ({})", field("Name"));
-        assert_eq!(field("CapEff"), "0000000000003000", "{who}");
-        assert_eq!(field("CapPrm"), "0000000000003000", "{who}");
-        assert_eq!(field("CapBnd"), "0000000000000000", "{who}");
-        assert_eq!(field("CapAmb"), "0000000000000000", "{who}");
-        assert_eq!(field("NoNewPrivs"), "1", "{who}");
-        let uid = field("Uid");
-        assert!(
-            uid.split_whitespace().count() == 4 && uid.split_whitespace().all(|u| u == nobody),
-            "{who}: uids {uid}"
-        );
-    }
+    assert_every_thread(pid, nobody.uid.as_raw(), nobody.gid.as_raw(), Some(NO_CAPS));
+    let l = g0.dhclient(&ClientOpts::default());
+    assert_eq!(l.expect_bound().ip(), Some("192.0.2.100".parse().unwrap()));
 
     // A binding and an interface that come after the switch.
     let g1 = ops.lab.guest("tap1", MAC1);
@@ -304,7 +247,13 @@ fn detaches_without_foreground() {
     })
     .expect("no pid file");
     ops.wait_log("ready:");
-    assert_eq!(status_field(pid, "Name"), "nfdhcpd");
+    assert_eq!(
+        proc_field(
+            &fs::read_to_string(format!("/proc/{pid}/status")).unwrap(),
+            "Name"
+        ),
+        "nfdhcpd"
+    );
     // Detached: another session than ours, no controlling terminal.
     let stat = |p: &str| -> Vec<String> {
         let s = fs::read_to_string(format!("/proc/{p}/stat")).unwrap();

@@ -19,10 +19,6 @@ use nix::unistd::{Gid, Group, Uid, User};
 const MAC0: &str = "aa:6b:39:22:33:44";
 const IP0: &str = "192.0.2.100";
 
-/// CAP_NET_ADMIN (12) and CAP_NET_RAW (13).
-const TWO_CAPS: &str = "0000000000003000";
-const NO_CAPS: &str = "0000000000000000";
-
 /// A uid (and gid) without a passwd (group) entry, 4242 or the next free one.
 fn unnamed_id() -> u32 {
     (4242..5000)
@@ -43,55 +39,6 @@ fn lab_with_guest(test: &str) -> Option<(Lab, Guest)> {
     let g = lab.guest("tap0", MAC0);
     lab.write_binding(&Binding::new("tap0", IP0, MAC0));
     Some((lab, g))
-}
-
-/// One `Name:` field of a /proc status file.
-fn field(status: &str, name: &str) -> String {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in status"))
-        .trim()
-        .to_string()
-}
-
-/// What every thread of `pid` must be: ids, the two capabilities,
-/// `bounding` (empty unless the start could not shrink it), no_new_privs.
-fn assert_every_thread(pid: u32, uid: u32, gid: u32, bounding: Option<&str>) {
-    let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(tasks.len() >= 4, "threads {tasks:?}");
-    for t in &tasks {
-        let st = fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).unwrap();
-        let who = format!("thread {t} ({})", field(&st, "Name"));
-        let ids = |k: &str| -> Vec<u32> {
-            field(&st, k)
-                .split_whitespace()
-                .map(|v| v.parse().unwrap())
-                .collect()
-        };
-        assert_eq!(
-            ids("Uid"),
-            vec![uid; 4],
-            "{who}: real, effective, saved, fs uid"
-        );
-        assert_eq!(
-            ids("Gid"),
-            vec![gid; 4],
-            "{who}: real, effective, saved, fs gid"
-        );
-        assert_eq!(field(&st, "Groups"), "", "{who}: supplementary groups");
-        assert_eq!(field(&st, "CapEff"), TWO_CAPS, "{who}");
-        assert_eq!(field(&st, "CapPrm"), TWO_CAPS, "{who}");
-        assert_eq!(field(&st, "CapInh"), NO_CAPS, "{who}");
-        assert_eq!(field(&st, "CapAmb"), NO_CAPS, "{who}");
-        if let Some(b) = bounding {
-            assert_eq!(field(&st, "CapBnd"), b, "{who}");
-        }
-        assert_eq!(field(&st, "NoNewPrivs"), "1", "{who}");
-    }
 }
 
 /// Starts the daemon with `general` lines, checks every thread and the

@@ -2010,3 +2010,56 @@ pub fn release_binary() -> PathBuf {
     })
     .clone()
 }
+
+/// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), as /proc shows capability sets.
+pub const TWO_CAPS: &str = "0000000000003000";
+pub const NO_CAPS: &str = "0000000000000000";
+
+/// One `Name:` field of a /proc status file.
+pub fn proc_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in status"))
+        .trim()
+        .to_string()
+}
+
+/// What every thread of `pid` must be: ids, the two capabilities,
+/// `bounding` (empty unless the start could not shrink it), no_new_privs.
+pub fn assert_every_thread(pid: u32, uid: u32, gid: u32, bounding: Option<&str>) {
+    let tasks: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(tasks.len() >= 4, "threads {tasks:?}");
+    for t in &tasks {
+        let st = fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).unwrap();
+        let who = format!("thread {t} ({})", proc_field(&st, "Name"));
+        let ids = |k: &str| -> Vec<u32> {
+            proc_field(&st, k)
+                .split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            ids("Uid"),
+            vec![uid; 4],
+            "{who}: real, effective, saved, fs uid"
+        );
+        assert_eq!(
+            ids("Gid"),
+            vec![gid; 4],
+            "{who}: real, effective, saved, fs gid"
+        );
+        assert_eq!(proc_field(&st, "Groups"), "", "{who}: supplementary groups");
+        assert_eq!(proc_field(&st, "CapEff"), TWO_CAPS, "{who}");
+        assert_eq!(proc_field(&st, "CapPrm"), TWO_CAPS, "{who}");
+        assert_eq!(proc_field(&st, "CapInh"), NO_CAPS, "{who}");
+        assert_eq!(proc_field(&st, "CapAmb"), NO_CAPS, "{who}");
+        if let Some(b) = bounding {
+            assert_eq!(proc_field(&st, "CapBnd"), b, "{who}");
+        }
+        assert_eq!(proc_field(&st, "NoNewPrivs"), "1", "{who}");
+    }
+}
