@@ -713,12 +713,7 @@ fn main() {
     }
 
     // config: the file.
-    out.seed(
-        "config",
-        "original-readme-0",
-        &[],
-        original_conf.as_bytes(),
-    );
+    out.seed("config", "original-readme-0", &[], original_conf.as_bytes());
     for (i, text) in readme_blocks.iter().filter(|b| b.contains('[')).enumerate() {
         out.seed("config", &format!("readme-{i}"), &[], text.as_bytes());
     }
