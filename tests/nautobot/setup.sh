@@ -144,7 +144,7 @@ if [[ "$(cat "$stamp_file" 2>/dev/null)" == "$stamp" ]] && token_in_db; then
 else
     rm -f "$stamp_file"
     server=("$NAUTOBOT_VENV/bin/nautobot-server" --config-path "$NAUTOBOT_CONFIG")
-    nb_say "nautobot-server migrate (the first time: about 4-5 minutes on 2 cores)"
+    nb_say "nautobot-server migrate (the first time: 4-7 minutes on 2 cores)"
     "${server[@]}" migrate --no-input >"$NAUTOBOT_ROOT/migrate.log" 2>&1 || {
         tail -n 30 "$NAUTOBOT_ROOT/migrate.log" >&2
         nb_die "migrate failed (log: $NAUTOBOT_ROOT/migrate.log)"
