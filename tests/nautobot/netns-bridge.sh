@@ -14,9 +14,9 @@
 #        netns-bridge.sh status NETNS         exit 0 when both socats run
 #
 # RUNDIR is $NB_BRIDGE_RUNDIR or /run. Pid files nb-bridge.NETNS.outer.pid and
-# nb-bridge.NETNS.inner.pid, log nb-bridge.NETNS.log. `stop` signals only the
-# two pids it wrote (each checked to still be that socat) and the processes
-# they forked, one per open connection.
+# nb-bridge.NETNS.inner.pid, log nb-bridge.NETNS.log (removed by `stop` when
+# empty). `stop` signals only the two pids it wrote (each checked to still be
+# that socat) and the processes they forked, one per open connection.
 set -euo pipefail
 
 usage() {
@@ -121,6 +121,8 @@ stop)
     finish "$inner_pidfile"
     finish "$outer_pidfile"
     rm -f "$sock"
+    # The log is kept only when socat had something to say.
+    if [[ -f $log && ! -s $log ]]; then rm -f "$log"; fi
     ;;
 status)
     rc=0
