@@ -2,7 +2,7 @@
 //! in nanoseconds per request, plus the heap allocations each answer costs.
 //!
 //! `cargo bench --bench core` (add `-- --quick` for a short run). Inputs are a
-//! captured CentOS DHCPDISCOVER (`../shared/captures`) and hand-built IPv6
+//! captured CentOS DHCPDISCOVER (`tests/data/captures`) and hand-built IPv6
 //! requests from a guest whose binding matches, so every case measures the
 //! answering path, not a refusal.
 
@@ -120,7 +120,7 @@ fn dhcp6_params() -> dhcp6::Params {
 
 fn capture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/captures")
+        .join("tests/data/captures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

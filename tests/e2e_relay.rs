@@ -1,8 +1,8 @@
 //! Relay mode end to end: DHCP clients in namespaces behind a router that
 //! runs ISC dhcrelay, nfdhcpd in its own namespace, and the real test
-//! Nautobot of `shared/nautobot` (reached through `netns-bridge.sh`).
+//! Nautobot of `tests/nautobot` (reached through `netns-bridge.sh`).
 //!
-//! Needs root and a seeded Nautobot (`shared/nautobot`: setup.sh, start.sh,
+//! Needs root and a seeded Nautobot (`tests/nautobot`: setup.sh, start.sh,
 //! seed.sh --with-custom-fields). Without Nautobot the tests are skipped
 //! with a notice, except under CI, where they fail. They hold one lock, so
 //! they never touch Nautobot at the same time, and they remove the daemon's
@@ -14,6 +14,7 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -618,7 +619,7 @@ fn pxe_client_gets_boot_options_from_config_context() {
     let g = rl.guest("tap8", mac);
     let rx = PacketRx::open(&g.ns.name, &g.ifname);
     let sock = client_socket(&g.ns.name, &g.ifname);
-    let captures = shared_dir().join("captures");
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures");
     let discover = pcap_udp_payload(&captures.join("pydhcp-discover.selecting.pxe.pcap"));
     let request = pcap_udp_payload(&captures.join("pydhcp-request.selecting.pxe.pcap"));
     let mac_b = mac_octets(mac);

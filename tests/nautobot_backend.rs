@@ -1,7 +1,7 @@
 //! The Nautobot backend against a real Nautobot, without DHCP: jobs are run
 //! directly and what they wrote is read back with plain HTTP.
 //!
-//! Needs the test Nautobot of `shared/nautobot` (seeded: prefix 192.0.2.0/24
+//! Needs the test Nautobot of `tests/nautobot` (seeded: prefix 192.0.2.0/24
 //! with role "Server BMC", device bmc-test-01 with interface bmc0, MAC
 //! 14:18:77:aa:bb:01, and the static address 192.0.2.10/24 assigned to it).
 //! `NAUTOBOT_URL` and `NAUTOBOT_TOKEN` override the defaults. When Nautobot

@@ -4,9 +4,9 @@
 #
 # Run as root on Debian 12 from anywhere:   tests/run-all.sh
 # It installs the Debian packages the tests need when they are missing, and
-# the local test Nautobot of ../shared/nautobot (the `shared` directory sits
-# beside the repository) that the relay-mode tests use: about 5 minutes the
-# first time, a few seconds after that.
+# the local test Nautobot of tests/nautobot (PostgreSQL, Redis and Nautobot in
+# a Python venv, all on loopback) that the relay-mode tests use: about 5
+# minutes the first time, a few seconds after that.
 #
 # The end-to-end tests only create their own network namespaces
 # (nfdt-<pid>-<n>-<role>); the host's interfaces and firewall are not touched.
@@ -14,6 +14,7 @@
 # UNIX sockets in /run) to reach Nautobot from a namespace.
 #
 # To add a step, write a function and add a `step NAME FUNCTION` line in main.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,7 +24,8 @@ APT_PACKAGES=(
     iptables iproute2 tcpdump socat procps isc-dhcp-relay python3
 )
 
-NAUTOBOT_SCRIPTS=../shared/nautobot
+NAUTOBOT_SCRIPTS=${NFDT_NAUTOBOT_SCRIPTS:-$PWD/tests/nautobot}
+export NFDT_NAUTOBOT_SCRIPTS=$NAUTOBOT_SCRIPTS
 
 SUMMARY=()
 FAILED=0
@@ -111,7 +113,7 @@ remove_stale_namespaces() {
 nautobot_provision() {
     local nb=$NAUTOBOT_SCRIPTS snap_db has_snap
     if [[ ! -x $nb/setup.sh ]]; then
-        echo "$nb is missing: clone shared/ beside the repository" >&2
+        echo "$nb/setup.sh is missing" >&2
         return 1
     fi
     # `step` runs this under `||`, where set -e does not apply: each
@@ -119,9 +121,14 @@ nautobot_provision() {
     "$nb/setup.sh" || return 1
     "$nb/start.sh" || return 1
     "$nb/seed.sh" --with-custom-fields >/dev/null || return 1
+    # The settings of env.sh (its defaults, or what the environment says).
+    local settings url token
+    # shellcheck source=nautobot/env.sh
+    settings=$(. "$nb/env.sh" &&
+        printf '%s\n' "${NAUTOBOT_DB_NAME}_snapshot" "$NAUTOBOT_URL" "$NAUTOBOT_TOKEN") || return 1
+    { read -r snap_db && read -r url && read -r token; } <<<"$settings" || return 1
     # reset.sh keeps the snapshot as the database <name>_snapshot; it would
     # overwrite an existing one, which must stay the pristine seeded state.
-    snap_db=$(. "$nb/env.sh" && echo "${NAUTOBOT_DB_NAME}_snapshot") || return 1
     has_snap=$(cd /tmp && runuser -u postgres -- psql -qtAX \
         -c "SELECT 1 FROM pg_database WHERE datname='$snap_db'") || return 1
     if [[ $has_snap != 1 ]]; then
@@ -129,9 +136,9 @@ nautobot_provision() {
     else
         echo "snapshot $snap_db already saved"
     fi
-    NAUTOBOT_URL=$(. "$nb/env.sh" && echo "$NAUTOBOT_URL") || return 1
-    NAUTOBOT_TOKEN=$(. "$nb/env.sh" && echo "$NAUTOBOT_TOKEN") || return 1
-    export NAUTOBOT_URL NAUTOBOT_TOKEN
+    # (env.sh set them in the subshell above; these are the values read back.)
+    # shellcheck disable=SC2031
+    export NAUTOBOT_URL=$url NAUTOBOT_TOKEN=$token
     echo "Nautobot at $NAUTOBOT_URL"
 }
 
@@ -152,7 +159,7 @@ cargo_tests() {
     fi
     leftovers=$(stale_namespaces)
     if [[ -n $leftovers ]]; then
-        echo "namespaces left behind:" $leftovers >&2
+        echo "namespaces left behind: ${leftovers//$'\n'/ }" >&2
         remove_stale_namespaces
         rc=1
     fi

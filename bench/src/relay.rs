@@ -1,5 +1,5 @@
 //! `relay`: relay mode end to end, against the real test Nautobot of
-//! `shared/nautobot` and through ISC dhcrelay, with the integration tests'
+//! `tests/nautobot` and through ISC dhcrelay, with the integration tests'
 //! own harness (tests/common, included below): N new clients one at a time,
 //! then N other new clients all at once, each set then renewed and released.
 //! The API calls are the daemon's own counters (its SIGUSR1 dump).
@@ -30,8 +30,9 @@ use crate::flood::{loadavg, renice_thread};
 use crate::lab::{self, TempDir};
 use crate::{Common, Res};
 use common::relay::{
-    check_records, fmt_mac, in_netns, nautobot, nautobot_url, shared_dir, unix_now, Api, Burst,
-    BurstClient, Counters, Phase, RelayConfig, RelayDaemon, RelayLab, Retransmit, GIADDR, PREFIX,
+    check_records, fmt_mac, in_netns, nautobot, nautobot_scripts, nautobot_url, unix_now, Api,
+    Burst, BurstClient, Counters, Phase, RelayConfig, RelayDaemon, RelayLab, Retransmit, GIADDR,
+    PREFIX,
 };
 use common::Guest;
 
@@ -79,16 +80,16 @@ pub fn run(o: &Opts) -> Res<()> {
     }
     let tmp = TempDir::new("relay", o.common.keep)?;
     let bin = crate::daemon_binary(&o.common, &tmp.path)?;
-    // The harness's shared/ is beside the repository; it looks for it
-    // beside its own crate, which here is bench/.
-    if std::env::var_os("NFDT_SHARED").is_none() {
-        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-        std::env::set_var("NFDT_SHARED", shared);
+    // The harness looks for the scripts in tests/nautobot of its own
+    // crate, which here is bench/: point it at the repository's.
+    if std::env::var_os("NFDT_NAUTOBOT_SCRIPTS").is_none() {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nautobot");
+        std::env::set_var("NFDT_NAUTOBOT_SCRIPTS", scripts);
     }
-    let bridge = shared_dir().join("nautobot/netns-bridge.sh");
+    let bridge = nautobot_scripts().join("netns-bridge.sh");
     if !bridge.exists() {
         return Err(format!(
-            "{} is missing (set NFDT_SHARED to the shared/ directory)",
+            "{} is missing (set NFDT_NAUTOBOT_SCRIPTS to the test Nautobot's scripts)",
             bridge.display()
         ));
     }
@@ -113,7 +114,7 @@ fn check_nautobot() -> Res<()> {
         Err(e) => Err(format!(
             "Nautobot at {} does not answer ({e}): start it with {}",
             nautobot_url(),
-            shared_dir().join("nautobot/start.sh").display()
+            nautobot_scripts().join("start.sh").display()
         )),
     }
 }
@@ -121,7 +122,7 @@ fn check_nautobot() -> Res<()> {
 /// What the signal thread runs for each of the harness's namespaces: the
 /// bridge's outer socat lives in the root namespace.
 fn stop_bridge(ns: &str) {
-    let _ = lab::command(shared_dir().join("nautobot/netns-bridge.sh"))
+    let _ = lab::command(nautobot_scripts().join("netns-bridge.sh"))
         .args(["stop", ns])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

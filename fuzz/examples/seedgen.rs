@@ -4,7 +4,7 @@
 //!
 //!   cargo run --manifest-path fuzz/Cargo.toml --example seedgen [CAPTURES_DIR]
 //!
-//! CAPTURES_DIR defaults to `../shared/captures` next to the repository.
+//! CAPTURES_DIR defaults to the repository's `tests/data/captures`.
 //! Every seed starts with the target's setup bytes (see each target's
 //! documentation); the seeds are small and committed, the generator only
 //! needs to run again when a target's input layout changes.
@@ -464,11 +464,10 @@ fn read(path: &Path) -> String {
 fn main() {
     let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let repo = fuzz.parent().unwrap().to_path_buf();
-    let shared = repo.join("../shared");
     let captures = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| shared.join("captures"));
+        .unwrap_or_else(|| repo.join("tests/data/captures"));
     let seeds = fuzz.join("seeds");
     if seeds.exists() {
         fs::remove_dir_all(&seeds).unwrap();
@@ -663,17 +662,19 @@ fn main() {
     }
 
     // binding_file: name length + name + file.
-    let md = read(&shared.join("seeds/nfdhcpd-README.md"));
+    // The sample binding file and configuration of the original
+    // (Python) nfdhcpd's README.
+    let original_binding = read(&fuzz.join("samples/original-binding"));
+    let original_conf = read(&fuzz.join("samples/original-nfdhcpd.conf"));
     let binding_seed = |name: &str, text: &str| {
         let mut s = vec![u8::try_from(name.len()).unwrap()];
         s.extend_from_slice(name.as_bytes());
         s.extend_from_slice(text.as_bytes());
         s
     };
-    let blocks = ini_blocks(&md);
     let readme_blocks = ini_blocks(&read(&repo.join("README.md")));
     let bindings: Vec<(&str, String)> = vec![
-        ("original-sample", blocks[0].clone()),
+        ("original-sample", original_binding),
         ("minimal", "MAC=52:54:00:1b:31:20\nHOSTNAME=vm\nIP=172.20.0.101\n".into()),
         (
             "full-v6",
@@ -712,14 +713,7 @@ fn main() {
     }
 
     // config: the file.
-    for (i, text) in blocks.iter().filter(|b| b.contains('[')).enumerate() {
-        out.seed(
-            "config",
-            &format!("original-readme-{i}"),
-            &[],
-            text.as_bytes(),
-        );
-    }
+    out.seed("config", "original-readme-0", &[], original_conf.as_bytes());
     for (i, text) in readme_blocks.iter().filter(|b| b.contains('[')).enumerate() {
         out.seed("config", &format!("readme-{i}"), &[], text.as_bytes());
     }

@@ -14,7 +14,7 @@ use nfdhcpd::binding::Binding;
 use nfdhcpd::mac::MacAddr;
 use nfdhcpd::proto::{dhcp4, dhcp6, frame, frame6, ndp};
 
-/// The guest of the captures in `../shared/captures/`.
+/// The guest of the captures in `tests/data/captures/`.
 pub const GUEST_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x1b, 0x31, 0x20]);
 /// Some other guest (a spoofer).
 pub const OTHER_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x66, 0x66, 0x66]);

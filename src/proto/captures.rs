@@ -1,11 +1,11 @@
-//! Test support: the real client packets in `../shared/captures/`.
+//! Test support: the real client packets in `tests/data/captures/`.
 
 use std::path::PathBuf;
 
 /// The bytes of capture file `name`.
 pub fn capture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/captures")
+        .join("tests/data/captures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

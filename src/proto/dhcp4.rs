@@ -893,7 +893,7 @@ mod tests {
     #[test]
     fn every_capture_is_answered() {
         // Catches captures added later that this code cannot read.
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/captures");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();

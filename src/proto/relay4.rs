@@ -913,7 +913,7 @@ mod tests {
 
     /// Every capture in the directory.
     fn all_captures() -> Vec<Captured> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/captures");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/captures");
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -82,17 +82,18 @@ pub fn daemon_nautobot_url() -> String {
     format!("http://127.0.0.1:{}", nautobot_port())
 }
 
-/// `shared/` beside the repository (CI clones it there); NFDT_SHARED
-/// overrides it.
-pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("NFDT_SHARED") {
+/// The scripts of the test Nautobot (setup.sh, start.sh, seed.sh,
+/// netns-bridge.sh, ...): `tests/nautobot` of this repository, or
+/// NFDT_NAUTOBOT_SCRIPTS.
+pub fn nautobot_scripts() -> PathBuf {
+    match std::env::var_os("NFDT_NAUTOBOT_SCRIPTS") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nautobot"),
     }
 }
 
 fn bridge_script() -> PathBuf {
-    shared_dir().join("nautobot/netns-bridge.sh")
+    nautobot_scripts().join("netns-bridge.sh")
 }
 
 fn under_ci() -> bool {
@@ -343,8 +344,9 @@ pub fn nautobot(test: &str) -> Option<Nautobot> {
             if under_ci() {
                 panic!(
                     "{test}: Nautobot at {} is not usable ({why}), and CI is set: \
-                     start it with shared/nautobot/start.sh",
-                    nautobot_url()
+                     start it with {}",
+                    nautobot_url(),
+                    nautobot_scripts().join("start.sh").display()
                 );
             }
             eprintln!(
@@ -360,7 +362,8 @@ pub fn nautobot(test: &str) -> Option<Nautobot> {
     assert_eq!(
         prefixes.len(),
         1,
-        "{test}: Nautobot is not seeded (run shared/nautobot/seed.sh --with-custom-fields)"
+        "{test}: Nautobot is not seeded (run {} --with-custom-fields)",
+        nautobot_scripts().join("seed.sh").display()
     );
     api.clean()
         .unwrap_or_else(|e| panic!("{test}: clean-up: {e}"));
@@ -945,7 +948,7 @@ impl RelayLab {
         let mut lab = Lab::new(test)?;
         assert!(
             bridge_script().exists(),
-            "{} is missing (shared/ must sit beside the repository, or set NFDT_SHARED)",
+            "{} is missing (set NFDT_NAUTOBOT_SCRIPTS to the directory of the test Nautobot's scripts)",
             bridge_script().display()
         );
         let r = &lab.host;
