@@ -299,6 +299,14 @@ fn detached_start_returns_when_ready() {
         log.contains("ready: queues [42 (dhcp)], 1 bindings"),
         "returned after {took:?} before ready:\n{log}"
     );
+    // The log directory is root's (0755): nobody could not make a new file.
+    assert!(
+        log.contains(&format!(
+            "warning: logdir {}: not writable by nobody",
+            logdir.display()
+        )),
+        "{log}"
+    );
     let l = g.dhclient(&ClientOpts::default());
     assert_eq!(l.expect_bound().ip(), Some(IP0.parse().unwrap()));
     // It is not our child: stop it by its pid and wait for it to go.
