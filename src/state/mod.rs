@@ -364,7 +364,7 @@ impl State {
 
     pub fn on_control(&mut self, c: Control) {
         match c {
-            Control::Binding { name, read } => self.apply(name, read, true),
+            Control::Binding { name, read } => self.apply(name, *read, true),
             Control::Rescan(all) => self.rescan(all),
             Control::Dump => self.dump(),
             Control::Backend(r) => {
