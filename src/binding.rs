@@ -38,9 +38,9 @@ pub struct Binding {
     /// Do not check the source MAC of requests.
     pub macspoof: bool,
     /// Network boot (NEXT_SERVER, BOOT_FILE, UEFI_BOOT_FILE, IPXE,
-    /// HTTP_BOOT); unset keys take the `[dhcp]` defaults. Boxed: most
-    /// bindings have none, and bindings travel in events.
-    pub boot: Box<BootConfig>,
+    /// HTTP_BOOT); unset keys take the `[dhcp]` defaults. None without
+    /// any: most bindings have none, and bindings travel in events.
+    pub boot: Option<Box<BootConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,8 +150,9 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
         private: false,
         mtu: None,
         macspoof: false,
-        boot: Box::default(),
+        boot: None,
     };
+    let mut boot = BootConfig::default();
     let mut mac = None;
     let mut hostname = None;
 
@@ -208,19 +209,18 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
             }
             "NEXT_SERVER" => {
                 boot::check_server(v).map_err(|p| bad("NEXT_SERVER", v, p))?;
-                b.boot.next_server = Some(v.to_string());
+                boot.next_server = Some(v.to_string());
             }
-            "BOOT_FILE" => b.boot.boot_file = Some(boot_value("BOOT_FILE", v, boot::check_file)?),
+            "BOOT_FILE" => boot.boot_file = Some(boot_value("BOOT_FILE", v, boot::check_file)?),
             "UEFI_BOOT_FILE" => {
-                b.boot.uefi_boot_file = Some(boot_value("UEFI_BOOT_FILE", v, boot::check_file)?)
+                boot.uefi_boot_file = Some(boot_value("UEFI_BOOT_FILE", v, boot::check_file)?)
             }
-            "IPXE" => b.boot.ipxe = Some(boot_value("IPXE", v, boot::check_file)?),
-            "HTTP_BOOT" => {
-                b.boot.http_boot = Some(boot_value("HTTP_BOOT", v, boot::check_http_url)?)
-            }
+            "IPXE" => boot.ipxe = Some(boot_value("IPXE", v, boot::check_file)?),
+            "HTTP_BOOT" => boot.http_boot = Some(boot_value("HTTP_BOOT", v, boot::check_http_url)?),
             _ => {}
         }
     }
+    b.boot = (!boot.is_empty()).then(|| Box::new(boot));
     b.mac = mac.ok_or(BindingError::Missing("MAC"))?;
     b.hostname = hostname.ok_or(BindingError::Missing("HOSTNAME"))?;
     check(&b)?;
@@ -442,7 +442,7 @@ MACSPOOF=
     #[test]
     fn network_boot_keys() {
         let b = parse("tap10", SAMPLE.as_bytes()).unwrap();
-        assert!(b.boot.is_empty());
+        assert_eq!(b.boot, None);
         let t = format!(
             "{SAMPLE}NEXT_SERVER=192.0.2.1\nBOOT_FILE=undionly.kpxe\n\
              UEFI_BOOT_FILE=\"ipxe.efi\"\nIPXE=http://192.0.2.1/boot.ipxe\n\
@@ -450,8 +450,8 @@ MACSPOOF=
         );
         let b = parse("tap10", t.as_bytes()).unwrap();
         assert_eq!(
-            *b.boot,
-            BootConfig {
+            b.boot.as_deref().unwrap(),
+            &BootConfig {
                 next_server: Some("192.0.2.1".into()),
                 boot_file: Some("undionly.kpxe".into()),
                 uefi_boot_file: Some("ipxe.efi".into()),
@@ -462,8 +462,9 @@ MACSPOOF=
         // A host name is a boot server too; an empty value is unset.
         let t = format!("{SAMPLE}NEXT_SERVER=tftp.example.org\nIPXE=\n");
         let b = parse("tap10", t.as_bytes()).unwrap();
-        assert_eq!(b.boot.next_server.as_deref(), Some("tftp.example.org"));
-        assert_eq!(b.boot.ipxe, None);
+        let boot = b.boot.unwrap();
+        assert_eq!(boot.next_server.as_deref(), Some("tftp.example.org"));
+        assert_eq!(boot.ipxe, None);
 
         let refused = |extra: String| match parse("tap10", format!("{SAMPLE}{extra}\n").as_bytes())
         {

@@ -200,17 +200,18 @@ pub struct BootConfig {
 }
 
 impl BootConfig {
-    /// The files on offer: each of this configuration's values, else the
-    /// default's.
-    pub fn files<'a>(&'a self, defaults: &'a BootConfig) -> BootFiles<'a> {
-        let pick =
-            |own: &'a Option<String>, def: &'a Option<String>| own.as_deref().or(def.as_deref());
+    /// The files on offer: each of `own`'s values, else the default's.
+    pub fn files<'a>(own: Option<&'a BootConfig>, defaults: &'a BootConfig) -> BootFiles<'a> {
+        let pick = |key: fn(&BootConfig) -> &Option<String>| {
+            own.and_then(|o| key(o).as_deref())
+                .or(key(defaults).as_deref())
+        };
         BootFiles {
-            server: pick(&self.next_server, &defaults.next_server),
-            bios: pick(&self.boot_file, &defaults.boot_file),
-            uefi: pick(&self.uefi_boot_file, &defaults.uefi_boot_file),
-            ipxe: pick(&self.ipxe, &defaults.ipxe),
-            http: pick(&self.http_boot, &defaults.http_boot),
+            server: pick(|c| &c.next_server),
+            bios: pick(|c| &c.boot_file),
+            uefi: pick(|c| &c.uefi_boot_file),
+            ipxe: pick(|c| &c.ipxe),
+            http: pick(|c| &c.http_boot),
         }
     }
 
@@ -369,11 +370,15 @@ mod tests {
             ipxe: Some("default.ipxe".into()),
             ..BootConfig::default()
         };
-        let f = own.files(&defaults);
+        let f = BootConfig::files(Some(&own), &defaults);
         assert_eq!(f.server, Some("192.0.2.1"));
         assert_eq!(f.bios, Some("own.kpxe"));
         assert_eq!(f.ipxe, Some("default.ipxe"));
         assert_eq!(f.uefi, None);
+        assert_eq!(
+            BootConfig::files(None, &defaults).bios,
+            Some("default.kpxe")
+        );
         assert!(BootConfig::default().is_empty() && !own.is_empty());
     }
 

@@ -344,7 +344,10 @@ fn respond(
     // A NAK carries no configuration, boot file included.
     let boot = match ans {
         Answer::Nak(_) => None,
-        _ => boot::answer(&req.boot_ask(), &binding.boot.files(&params.boot)),
+        _ => {
+            let files = BootConfig::files(binding.boot.as_deref(), &params.boot);
+            boot::answer(&req.boot_ask(), &files)
+        }
     };
     let ctx = ReplyCtx {
         req: &req,
@@ -1077,7 +1080,7 @@ mod tests {
 
     fn netboot_binding() -> Binding {
         Binding {
-            boot: Box::new(netboot()),
+            boot: Some(Box::new(netboot())),
             ..binding()
         }
     }
@@ -1109,10 +1112,10 @@ mod tests {
             ..params()
         };
         let no_script = Binding {
-            boot: Box::new(BootConfig {
+            boot: Some(Box::new(BootConfig {
                 ipxe: None,
                 ..netboot()
-            }),
+            })),
             ..binding()
         };
         for (b, client, file) in [
@@ -1147,10 +1150,10 @@ mod tests {
         assert_eq!(r.boot, Some((BootClient::Ipxe, IPXE_SCRIPT.into())));
         // The binding's own script, the default server.
         let own = Binding {
-            boot: Box::new(BootConfig {
+            boot: Some(Box::new(BootConfig {
                 ipxe: Some("own.ipxe".into()),
                 ..BootConfig::default()
-            }),
+            })),
             ..binding()
         };
         let r = reply(ask(&pkt, Some(src), &own, &p));
@@ -1232,10 +1235,10 @@ mod tests {
 
         // PXE without a TFTP server cannot fetch its file: nothing offered.
         let no_server = Binding {
-            boot: Box::new(BootConfig {
+            boot: Some(Box::new(BootConfig {
                 next_server: None,
                 ..netboot()
-            }),
+            })),
             ..binding()
         };
         let r = reply(ask(
@@ -1356,11 +1359,11 @@ mod tests {
         let label = "h".repeat(63);
         let long_url = format!("http://172.20.0.5/{}", "x".repeat(255 - 18));
         let b = |ipxe: &str| Binding {
-            boot: Box::new(BootConfig {
+            boot: Some(Box::new(BootConfig {
                 next_server: Some(format!("{label}.example.org")),
                 ipxe: Some(ipxe.into()),
                 ..netboot()
-            }),
+            })),
             ..binding()
         };
         let p = Params {

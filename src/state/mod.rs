@@ -678,16 +678,17 @@ fn describe(b: &Binding) -> String {
     if let Some(m) = b.mtu {
         s += &format!(" mtu {m}");
     }
-    let boot = &b.boot;
-    for (key, v) in [
-        ("next-server", &boot.next_server),
-        ("boot-file", &boot.boot_file),
-        ("uefi-boot-file", &boot.uefi_boot_file),
-        ("ipxe", &boot.ipxe),
-        ("http-boot", &boot.http_boot),
-    ] {
-        if let Some(v) = v {
-            s += &format!(" {key} {v}");
+    if let Some(boot) = &b.boot {
+        for (key, v) in [
+            ("next-server", &boot.next_server),
+            ("boot-file", &boot.boot_file),
+            ("uefi-boot-file", &boot.uefi_boot_file),
+            ("ipxe", &boot.ipxe),
+            ("http-boot", &boot.http_boot),
+        ] {
+            if let Some(v) = v {
+                s += &format!(" {key} {v}");
+            }
         }
     }
     s
