@@ -66,7 +66,7 @@ pub struct BootAsk<'a> {
 
 impl BootAsk<'_> {
     /// Vendor class `HTTPClient...`: a UEFI HTTP boot client, which wants
-    /// `HTTPClient` back in option 60 (UEFI 2.x, section 24.7).
+    /// `HTTPClient` back in option 60 (UEFI specification, HTTP Boot).
     pub fn http(&self) -> bool {
         self.vendor_class.starts_with(b"HTTPClient")
     }

@@ -569,7 +569,8 @@ fn write_options(e: &mut Encoder<'_>, c: &ReplyCtx<'_>, omit: u8) -> v4::EncodeR
             DhcpOption::ClasslessStaticRoute(routes.to_vec()).encode(e)?;
         }
         if let Some((client, boot)) = c.boot {
-            // UEFI HTTP boot takes only an answer that names it (UEFI 2.x §24.7).
+            // UEFI HTTP boot takes only an answer that names it (UEFI
+            // specification, HTTP Boot: option 60 "HTTPClient").
             if client == BootClient::UefiHttp {
                 encode_long_opt_bytes(OptionCode::ClassIdentifier, b"HTTPClient", e)?;
             }
