@@ -90,6 +90,8 @@ fn dhcp4_params() -> dhcp4::Params {
             Ipv4Addr::new(198, 51, 100, 53),
         ],
         domain: Some("example.com".into()),
+        domains: Vec::new(),
+        boot: Default::default(),
     }
 }
 

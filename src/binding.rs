@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::mac::MacAddr;
+use crate::proto::boot::{self, BootConfig};
 
 /// Files larger than this are refused unread: a binding is a few hundred bytes.
 pub const MAX_FILE_SIZE: u64 = 64 * 1024;
@@ -36,6 +37,10 @@ pub struct Binding {
     pub mtu: Option<u16>,
     /// Do not check the source MAC of requests.
     pub macspoof: bool,
+    /// Network boot (NEXT_SERVER, BOOT_FILE, UEFI_BOOT_FILE, IPXE,
+    /// HTTP_BOOT); unset keys take the `[dhcp]` defaults. None without
+    /// any: most bindings have none, and bindings travel in events.
+    pub boot: Option<Box<BootConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +107,16 @@ fn parse_val<T: std::str::FromStr>(
     v.parse().map_err(|_| bad(key, v, problem))
 }
 
+/// A boot value that passes `check`.
+fn boot_value(
+    key: &'static str,
+    v: &str,
+    check: fn(&str) -> Result<(), &'static str>,
+) -> Result<String, BindingError> {
+    check(v).map_err(|p| bad(key, v, p))?;
+    Ok(v.to_string())
+}
+
 /// Parses the bytes of binding file `name`.
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
     if name.is_empty()
@@ -135,7 +150,9 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
         private: false,
         mtu: None,
         macspoof: false,
+        boot: None,
     };
+    let mut boot = BootConfig::default();
     let mut mac = None;
     let mut hostname = None;
 
@@ -190,9 +207,20 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Binding, BindingError> {
                 }
                 b.mtu = Some(m);
             }
+            "NEXT_SERVER" => {
+                boot::check_server(v).map_err(|p| bad("NEXT_SERVER", v, p))?;
+                boot.next_server = Some(v.to_string());
+            }
+            "BOOT_FILE" => boot.boot_file = Some(boot_value("BOOT_FILE", v, boot::check_file)?),
+            "UEFI_BOOT_FILE" => {
+                boot.uefi_boot_file = Some(boot_value("UEFI_BOOT_FILE", v, boot::check_file)?)
+            }
+            "IPXE" => boot.ipxe = Some(boot_value("IPXE", v, boot::check_file)?),
+            "HTTP_BOOT" => boot.http_boot = Some(boot_value("HTTP_BOOT", v, boot::check_http_url)?),
             _ => {}
         }
     }
+    b.boot = (!boot.is_empty()).then(|| Box::new(boot));
     b.mac = mac.ok_or(BindingError::Missing("MAC"))?;
     b.hostname = hostname.ok_or(BindingError::Missing("HOSTNAME"))?;
     check(&b)?;
@@ -409,6 +437,57 @@ MACSPOOF=
         // Without IP there is no IPv4 lease to lack a mask.
         let b = parse("tap10", sample_without(&["SUBNET", "IP"]).as_bytes()).unwrap();
         assert_eq!(shortcomings(&b), None);
+    }
+
+    #[test]
+    fn network_boot_keys() {
+        let b = parse("tap10", SAMPLE.as_bytes()).unwrap();
+        assert_eq!(b.boot, None);
+        let t = format!(
+            "{SAMPLE}NEXT_SERVER=192.0.2.1\nBOOT_FILE=undionly.kpxe\n\
+             UEFI_BOOT_FILE=\"ipxe.efi\"\nIPXE=http://192.0.2.1/boot.ipxe\n\
+             HTTP_BOOT=https://boot.example.org/x64/boot.efi\n"
+        );
+        let b = parse("tap10", t.as_bytes()).unwrap();
+        assert_eq!(
+            b.boot.as_deref().unwrap(),
+            &BootConfig {
+                next_server: Some("192.0.2.1".into()),
+                boot_file: Some("undionly.kpxe".into()),
+                uefi_boot_file: Some("ipxe.efi".into()),
+                ipxe: Some("http://192.0.2.1/boot.ipxe".into()),
+                http_boot: Some("https://boot.example.org/x64/boot.efi".into()),
+            }
+        );
+        // A host name is a boot server too; an empty value is unset.
+        let t = format!("{SAMPLE}NEXT_SERVER=tftp.example.org\nIPXE=\n");
+        let b = parse("tap10", t.as_bytes()).unwrap();
+        let boot = b.boot.unwrap();
+        assert_eq!(boot.next_server.as_deref(), Some("tftp.example.org"));
+        assert_eq!(boot.ipxe, None);
+
+        let refused = |extra: String| match parse("tap10", format!("{SAMPLE}{extra}\n").as_bytes())
+        {
+            Err(BindingError::BadValue { key, .. }) => key,
+            other => panic!("{extra}: {other:?}"),
+        };
+        assert_eq!(refused("NEXT_SERVER=not a host".into()), "NEXT_SERVER");
+        assert_eq!(refused("NEXT_SERVER=255.255.255.255".into()), "NEXT_SERVER");
+        assert_eq!(
+            refused(format!("BOOT_FILE={}", "x".repeat(256))),
+            "BOOT_FILE"
+        );
+        assert_eq!(refused("UEFI_BOOT_FILE=a b.efi".into()), "UEFI_BOOT_FILE");
+        assert_eq!(refused("IPXE=http://h/\u{1}".into()), "IPXE");
+        assert_eq!(
+            refused("HTTP_BOOT=tftp://192.0.2.1/boot.efi".into()),
+            "HTTP_BOOT"
+        );
+        let e = parse("tap10", format!("{SAMPLE}HTTP_BOOT=boot.efi\n").as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HTTP_BOOT=\"boot.efi\": not a URL starting with http:// or https://"
+        );
     }
 
     #[test]

@@ -16,12 +16,15 @@ use std::str::FromStr;
 
 use configparser::ini::Ini;
 
+use crate::proto::boot::{self, BootConfig};
 use crate::ratelimit::Limits;
 
 pub const DEFAULT_PATH: &str = "/etc/nfdhcpd/nfdhcpd.conf";
 
 /// Config files larger than this are refused unread.
 pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Longest `[dhcp] domains` list: glibc's resolver has used at most six.
+pub const MAX_SEARCH_DOMAINS: usize = 6;
 
 /// RFC 4861 6.2.1: AdvDefaultLifetime is at most 9000 seconds.
 pub const MAX_ROUTER_LIFETIME: u32 = 9000;
@@ -108,6 +111,10 @@ pub struct Dhcp {
     pub dhcp_queue: u16,
     pub nameservers: Vec<Ipv4Addr>,
     pub domain: Option<String>,
+    /// Domain search list (option 119); empty: `domain`.
+    pub domains: Vec<String>,
+    /// Network boot defaults for bindings that leave a key unset.
+    pub boot: BootConfig,
 }
 
 impl Default for Dhcp {
@@ -121,6 +128,8 @@ impl Default for Dhcp {
             dhcp_queue: 42,
             nameservers: Vec::new(),
             domain: None,
+            domains: Vec::new(),
+            boot: BootConfig::default(),
         }
     }
 }
@@ -352,6 +361,12 @@ const DHCP_KEYS: &[&str] = &[
     "dhcp_queue",
     "nameservers",
     "domain",
+    "domains",
+    "next_server",
+    "boot_file",
+    "uefi_boot_file",
+    "ipxe",
+    "http_boot",
 ];
 const IPV6_KEYS: &[&str] = &[
     "enable_ipv6",
@@ -984,7 +999,45 @@ impl Reader<'_> {
             nameservers: self
                 .typed_list(S, "nameservers", "an IPv4 address", |s| s.parse().ok())?,
             domain: self.opt_domain(S, "domain")?,
+            domains: self.search_list(S)?,
+            boot: BootConfig {
+                next_server: self.boot_value(S, "next_server", boot::check_server)?,
+                boot_file: self.boot_value(S, "boot_file", boot::check_file)?,
+                uefi_boot_file: self.boot_value(S, "uefi_boot_file", boot::check_file)?,
+                ipxe: self.boot_value(S, "ipxe", boot::check_file)?,
+                http_boot: self.boot_value(S, "http_boot", boot::check_http_url)?,
+            },
         })
+    }
+
+    /// `domains` of `[dhcp]`: at most [`MAX_SEARCH_DOMAINS`] names.
+    fn search_list(&self, section: &str) -> Result<Vec<String>, ConfigError> {
+        let domains = self.typed_list(section, "domains", "a domain name", domain_name)?;
+        if domains.len() > MAX_SEARCH_DOMAINS {
+            return Err(self.err(
+                section,
+                "domains",
+                format!(
+                    "lists {} names; at most {MAX_SEARCH_DOMAINS}",
+                    domains.len()
+                ),
+            ));
+        }
+        Ok(domains)
+    }
+
+    /// A network boot value that passes `check` (see [`boot`]).
+    fn boot_value(
+        &self,
+        section: &str,
+        key: &str,
+        check: fn(&str) -> Result<(), &'static str>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.text(section, key)? else {
+            return Ok(None);
+        };
+        check(v).map_err(|p| self.err(section, key, format!("{} is {p}", show(v))))?;
+        Ok(Some(v.to_owned()))
     }
 
     fn ipv6(&mut self) -> Result<Ipv6, ConfigError> {
@@ -1323,6 +1376,8 @@ domains = example.com
                 dhcp_queue: 42,
                 nameservers: vec![Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)],
                 domain: Some("example.com".into()),
+                domains: Vec::new(),
+                boot: BootConfig::default(),
             }
         );
         assert_eq!(
@@ -1591,6 +1646,59 @@ domains = example.com
         for (text, want) in cases {
             assert_eq!(err(text), want, "for {text:?}");
         }
+    }
+
+    #[test]
+    fn network_boot_defaults_and_search_list() {
+        let c = ok(
+            "[dhcp]\nnext_server = 192.0.2.1\nboot_file = undionly.kpxe\n\
+                    uefi_boot_file = ipxe.efi\nipxe = http://192.0.2.1/boot.ipxe\n\
+                    http_boot = http://192.0.2.1/bootx64.efi\n\
+                    domains = example.com, vm.example.com.\n",
+        );
+        assert_eq!(
+            c.dhcp.boot,
+            BootConfig {
+                next_server: Some("192.0.2.1".into()),
+                boot_file: Some("undionly.kpxe".into()),
+                uefi_boot_file: Some("ipxe.efi".into()),
+                ipxe: Some("http://192.0.2.1/boot.ipxe".into()),
+                http_boot: Some("http://192.0.2.1/bootx64.efi".into()),
+            }
+        );
+        assert_eq!(c.dhcp.domains, ["example.com", "vm.example.com"]);
+        assert!(ok("").dhcp.boot.is_empty());
+        for (text, want) in [
+            (
+                "[dhcp]\nnext_server = boot server\n",
+                "t.conf: [dhcp] next_server: \"boot server\" is not an IPv4 address or host name",
+            ),
+            (
+                "[dhcp]\nboot_file = a\u{1}b\n",
+                "t.conf: [dhcp] boot_file: \"a\\u{1}b\" is not printable ASCII without spaces",
+            ),
+            (
+                "[dhcp]\nhttp_boot = tftp://x/y\n",
+                "t.conf: [dhcp] http_boot: \"tftp://x/y\" is not a URL starting with \
+                 http:// or https://",
+            ),
+            (
+                "[dhcp]\ndomains = a.example, -b.example\n",
+                "t.conf: [dhcp] domains: \"-b.example\" is not a domain name",
+            ),
+            (
+                "[dhcp]\ndomains = a, b, c, d, e, f, g\n",
+                "t.conf: [dhcp] domains: lists 7 names; at most 6",
+            ),
+        ] {
+            assert_eq!(err(text), want, "for {text:?}");
+        }
+        let long = format!("[dhcp]\nipxe = http://h/{}\n", "x".repeat(250));
+        assert!(
+            err(&long).ends_with("is longer than 255 bytes"),
+            "{}",
+            err(&long)
+        );
     }
 
     #[test]

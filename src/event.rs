@@ -72,8 +72,9 @@ pub enum FileRead {
 
 /// Low-volume events that must never be dropped.
 pub enum Control {
-    /// File `name` appeared, changed or went away.
-    Binding { name: String, read: FileRead },
+    /// File `name` appeared, changed or went away (boxed: a binding is
+    /// large beside the other events).
+    Binding { name: String, read: Box<FileRead> },
     /// The whole directory as it is now (start-up, overflow, directory
     /// re-created, SIGHUP).
     Rescan(Vec<(String, FileRead)>),

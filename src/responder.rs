@@ -50,6 +50,8 @@ impl Answers {
                 server_on_link: cfg.dhcp.server_on_link,
                 nameservers: cfg.dhcp.nameservers.clone(),
                 domain: cfg.dhcp.domain.clone(),
+                domains: cfg.dhcp.domains.clone(),
+                boot: cfg.dhcp.boot.clone(),
             },
             ndp: v6.enable_ipv6.then_some(ndp),
             dhcp6: (v6.enable_ipv6 && serves_dhcp6).then_some(dhcp6),
@@ -413,8 +415,12 @@ fn dhcp4_outcome(
 ) -> Option<(&'static str, Vec<u8>)> {
     match outcome {
         dhcp4::Outcome::Reply(r) => {
+            let boot = match &r.boot {
+                Some((client, file)) => format!(" boot={} file={file}", client.name()),
+                None => String::new(),
+            };
             info!(
-                "{} {} {} -> {} {}",
+                "{} {} {} -> {} {}{boot}",
                 b.name,
                 r.client_mac,
                 r.request.name(),

@@ -542,7 +542,13 @@ impl Watcher {
                     FileRead::Refused(e) => e.to_string(),
                 }
             );
-            if tx.send(Control::Binding { name, read }).is_err() {
+            if tx
+                .send(Control::Binding {
+                    name,
+                    read: Box::new(read),
+                })
+                .is_err()
+            {
                 return false;
             }
         }

@@ -22,6 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(
     isc-dhcp-client udhcpc busybox dhcpcd5 ndisc6 dnsmasq-base
     iptables iproute2 tcpdump socat procps isc-dhcp-relay python3
+    qemu-system-x86 ipxe-qemu
 )
 
 NAUTOBOT_SCRIPTS=${NFDT_NAUTOBOT_SCRIPTS:-$PWD/tests/nautobot}

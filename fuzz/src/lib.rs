@@ -66,6 +66,7 @@ pub fn binding() -> Binding {
         private: false,
         mtu: None,
         macspoof: false,
+        boot: Default::default(),
     }
 }
 
@@ -105,6 +106,8 @@ pub fn dhcp4_params() -> dhcp4::Params {
             Ipv4Addr::new(198, 51, 100, 53),
         ],
         domain: None,
+        domains: Vec::new(),
+        boot: Default::default(),
     }
 }
 

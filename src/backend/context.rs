@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value};
 
 use super::{Boot, BootClient};
+use crate::proto::boot::{self, BootFiles};
 
 fn pydhcp_configuration(ctx: &Value) -> Option<&Map<String, Value>> {
     ctx.get("pydhcp_configuration").and_then(Value::as_object)
@@ -77,25 +78,12 @@ pub(crate) fn boot_options(
             .map(str::trim)
             .filter(|s| !s.is_empty())
     };
-    let tftp = text("tftp_server");
-    let (file, needs_server) = match client {
-        BootClient::Bios => (text("pxe_boot_file")?, true),
-        BootClient::Uefi => (text("uefi_boot_file")?, true),
-        BootClient::Ipxe => (text("ipxe_script")?, false),
-        BootClient::UefiHttp => (text("http_boot_url")?, false),
-        BootClient::None => return None,
+    let files = BootFiles {
+        server: text("tftp_server"),
+        bios: text("pxe_boot_file"),
+        uefi: text("uefi_boot_file"),
+        ipxe: text("ipxe_script"),
+        http: text("http_boot_url"),
     };
-    if needs_server && tftp.is_none() {
-        return None;
-    }
-    let server_name = if client == BootClient::UefiHttp {
-        None
-    } else {
-        tftp
-    };
-    Some(Boot {
-        server: server_name.and_then(|s| s.parse().ok()),
-        server_name: server_name.map(str::to_owned),
-        file: file.to_owned(),
-    })
+    boot::choose(client, &files)
 }

@@ -23,21 +23,7 @@ pub const OFFER_HOLD_SECS: u64 = 10;
 /// How long a DECLINEd address is kept out of the pool.
 pub const DECLINE_HOLD_SECS: u64 = 3600;
 
-/// What the client is, as far as PXE is concerned (options 93, 77, 60).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BootClient {
-    /// No boot options asked for (no 66/67 in the parameter request list).
-    #[default]
-    None,
-    /// Legacy BIOS PXE (arch 0).
-    Bios,
-    /// UEFI PXE over TFTP (arch 6, 7, 9).
-    Uefi,
-    /// UEFI HTTP boot (arch 16, vendor class "HTTPClient").
-    UefiHttp,
-    /// Already running iPXE (user class "iPXE"): give it the script, not the loader again.
-    Ipxe,
-}
+pub use crate::proto::boot::{Boot, BootClient};
 
 /// What a job needs to know about the client and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,15 +83,6 @@ pub enum LeaseKind {
     Permanent,
     /// A `dhcp` address the daemon owns: created, renewed, reused.
     Dynamic,
-}
-
-/// PXE answer: next-server (siaddr, option 66) and boot file (option 67).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Boot {
-    pub server: Option<Ipv4Addr>,
-    /// Option 66 as text (a host name or address).
-    pub server_name: Option<String>,
-    pub file: String,
 }
 
 /// Everything an OFFER/ACK needs.

@@ -31,6 +31,39 @@ pub struct ReplyHeader<'a> {
     pub file: &'a [u8],
 }
 
+/// A set of option codes (the parameter request list), without allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct CodeSet([u64; 4]);
+
+impl CodeSet {
+    pub fn insert(&mut self, code: u8) {
+        if let Some(w) = self.0.get_mut(usize::from(code >> 6)) {
+            *w |= 1 << (code & 63);
+        }
+    }
+
+    pub fn contains(&self, code: u8) -> bool {
+        self.0
+            .get(usize::from(code >> 6))
+            .is_some_and(|w| w & (1 << (code & 63)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
+    }
+
+    /// The codes, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=u8::MAX).filter(|&c| self.contains(c))
+    }
+}
+
+impl std::fmt::Debug for CodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
 /// Writes the fixed BOOTP part of the reply and the magic cookie.
 ///
 /// Field by field rather than through `v4::Message`: its encoder writes the
@@ -78,5 +111,72 @@ pub fn pad_to_minimum(e: &mut Encoder<'_>, start: usize) -> v4::EncodeResult<()>
     match ZEROS.get(..MIN_MESSAGE_LEN.saturating_sub(len)) {
         Some(pad) => e.write_slice(pad),
         None => Ok(()),
+    }
+}
+
+/// The domain search list option (119, RFC 3397): the names in DNS wire
+/// format, each suffix that was written before replaced by a pointer to it
+/// (RFC 1035 §4.1.4), offsets counted from the start of the list, which is
+/// what RFC 3397 §2 asks of a list that may be split over several options.
+/// Names that are not DNS names are skipped; names compare case-blind.
+pub fn domain_search(domains: &[String]) -> Vec<u8> {
+    // Pointers have 14 bits of offset.
+    const MAX_POINTER: usize = 0x3fff;
+    let mut out = Vec::new();
+    let mut suffixes: Vec<(String, usize)> = Vec::new();
+    for name in domains {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let labels: Vec<&str> = name.split('.').collect();
+        if name.is_empty()
+            || name.len() > 253
+            || labels.iter().any(|l| l.is_empty() || l.len() > 63)
+        {
+            continue;
+        }
+        let mut pointer = None;
+        for i in 0..labels.len() {
+            let suffix = labels[i..].join(".").to_ascii_lowercase();
+            if let Some(&(_, at)) = suffixes.iter().find(|(s, _)| *s == suffix) {
+                pointer = Some(at);
+                break;
+            }
+            if out.len() <= MAX_POINTER {
+                suffixes.push((suffix, out.len()));
+            }
+            out.push(labels[i].len() as u8);
+            out.extend_from_slice(labels[i].as_bytes());
+        }
+        match pointer {
+            Some(at) => out.extend_from_slice(&(0xc000 | at as u16).to_be_bytes()),
+            None => out.push(0),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_search_encoding() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // RFC 3397 §2's example: eng.apple.com and marketing.apple.com.
+        let got = domain_search(&names(&["eng.apple.com.", "marketing.apple.com"]));
+        let mut want = b"\x03eng\x05apple\x03com\x00".to_vec();
+        want.extend_from_slice(b"\x09marketing\xc0\x04");
+        assert_eq!(got, want);
+        // A repeated name is one pointer; case does not matter.
+        assert_eq!(
+            domain_search(&names(&["example.com", "EXAMPLE.com"])),
+            b"\x07example\x03com\x00\xc0\x00".to_vec()
+        );
+        // Invalid names are skipped.
+        let long = "a".repeat(64);
+        assert_eq!(
+            domain_search(&names(&["", "a..b", &long, "x"])),
+            b"\x01x\x00".to_vec()
+        );
+        assert!(domain_search(&[]).is_empty());
     }
 }

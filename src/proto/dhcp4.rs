@@ -18,7 +18,8 @@ use ipnet::Ipv4Net;
 
 use crate::binding::Binding;
 use crate::mac::MacAddr;
-use crate::proto::bootp::{self, put_addrs, ReplyHeader};
+use crate::proto::boot::{self, Boot, BootAsk, BootClient, BootConfig};
+use crate::proto::bootp::{self, put_addrs, CodeSet, ReplyHeader};
 use crate::proto::frame::{self, Udp4Addressing, UDP4_HEADERS_LEN};
 use crate::proto::Refusal;
 
@@ -42,6 +43,10 @@ pub struct Params {
     pub server_on_link: bool,
     pub nameservers: Vec<Ipv4Addr>,
     pub domain: Option<String>,
+    /// The domain search list (option 119); empty: the domain of option 15.
+    pub domains: Vec<String>,
+    /// Network boot defaults for the keys a binding leaves unset.
+    pub boot: BootConfig,
 }
 
 /// DHCP message types that appear in log lines and counters.
@@ -82,6 +87,8 @@ pub struct Reply {
     pub client_mac: MacAddr,
     /// yiaddr (OFFER/ACK), ciaddr (INFORM ACK), None for NAK.
     pub addr: Option<Ipv4Addr>,
+    /// The boot file offered, and to which kind of boot client.
+    pub boot: Option<(BootClient, String)>,
     pub frame: Vec<u8>,
 }
 
@@ -146,6 +153,16 @@ struct Request<'a> {
     server_id: Option<Ipv4Addr>,
     requested: Option<Ipv4Addr>,
     client_id: Option<borrowed::DhcpOption<'a>>,
+    /// Option 55.
+    prl: CodeSet,
+    /// Option 57.
+    max_size: Option<u16>,
+    /// Option 93, the first architecture listed.
+    arch: Option<u16>,
+    /// Option 60.
+    vendor_class: Option<borrowed::DhcpOption<'a>>,
+    /// Option 77.
+    user_class: Option<borrowed::DhcpOption<'a>>,
 }
 
 impl<'a> Request<'a> {
@@ -175,6 +192,11 @@ impl<'a> Request<'a> {
             server_id: None,
             requested: None,
             client_id: None,
+            prl: CodeSet::default(),
+            max_size: None,
+            arch: None,
+            vendor_class: None,
+            user_class: None,
         };
         // The first occurrence of an option wins; split options (RFC 3396)
         // are joined by the iterator.
@@ -195,11 +217,43 @@ impl<'a> Request<'a> {
                 OptionCode::ClientIdentifier if req.client_id.is_none() => {
                     req.client_id = Some(opt)
                 }
+                // Each byte is an option code; lists sent twice add up.
+                OptionCode::ParameterRequestList => {
+                    for &c in opt.data() {
+                        req.prl.insert(c);
+                    }
+                }
+                OptionCode::MaxMessageSize if req.max_size.is_none() => {
+                    req.max_size = be_u16(opt.data());
+                }
+                // A list of 16-bit architecture types (RFC 4578 §2.1).
+                OptionCode::ClientSystemArchitecture if req.arch.is_none() => {
+                    req.arch = be_u16(opt.data()).filter(|_| opt.len() % 2 == 0);
+                }
+                OptionCode::ClassIdentifier if req.vendor_class.is_none() => {
+                    req.vendor_class = Some(opt)
+                }
+                OptionCode::UserClass if req.user_class.is_none() => req.user_class = Some(opt),
                 _ => {}
             }
         }
         Ok(req)
     }
+
+    /// What the request says about network boot.
+    fn boot_ask(&self) -> BootAsk<'_> {
+        BootAsk {
+            wants_boot_options: self.prl.contains(66) || self.prl.contains(67),
+            vendor_class: self.vendor_class.as_ref().map_or(&[], |o| o.data()),
+            user_class: self.user_class.as_ref().map(|o| o.data()),
+            arch: self.arch,
+        }
+    }
+}
+
+/// The first two bytes of `data` in network order.
+fn be_u16(data: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(data.get(..2)?.try_into().ok()?))
 }
 
 /// What the reply says.
@@ -287,15 +341,31 @@ fn respond(
         Answer::Ack(ip) | Answer::InformAck(ip) => (Kind::Ack, Some(ip)),
         Answer::Nak(_) => (Kind::Nak, None),
     };
+    // A NAK carries no configuration, boot file included.
+    let boot = match ans {
+        Answer::Nak(_) => None,
+        _ => {
+            let files = BootConfig::files(binding.boot.as_deref(), &params.boot);
+            boot::answer(&req.boot_ask(), &files)
+        }
+    };
+    let ctx = ReplyCtx {
+        req: &req,
+        ans,
+        server,
+        binding,
+        params,
+        boot: boot.as_ref().map(|(c, b)| (*c, b)),
+    };
     // Only an oversized configuration (tens of kilobytes of options) can
     // make the reply unbuildable: the binding cannot be served as it is.
-    let frame = encode_reply(&req, ans, server, server_mac, binding, params)
-        .ok_or(Refusal::Unconfigured)?;
+    let frame = encode_reply(&ctx, server_mac).ok_or(Refusal::Unconfigured)?;
     Ok(Outcome::Reply(Reply {
         request,
         kind,
         client_mac,
         addr,
+        boot: boot.map(|(c, b)| (c, b.file)),
         frame,
     }))
 }
@@ -327,16 +397,34 @@ fn domain<'a>(binding: &'a Binding, params: &'a Params) -> Option<&'a str> {
         .filter(|d| !d.is_empty())
 }
 
-fn encode_reply(
-    req: &Request<'_>,
+/// What a reply is built from.
+struct ReplyCtx<'a> {
+    req: &'a Request<'a>,
     ans: Answer,
     server: Ipv4Addr,
-    server_mac: MacAddr,
-    binding: &Binding,
-    params: &Params,
-) -> Option<Vec<u8>> {
+    binding: &'a Binding,
+    params: &'a Params,
+    boot: Option<(BootClient, &'a Boot)>,
+}
+
+/// Every client takes an IP datagram of 576 bytes (RFC 2131 §2); option 57
+/// may allow more (RFC 2132 §9.10).
+const MIN_DATAGRAM: usize = 576;
+
+// Options left out of a reply that is too large for the client, in this
+// order: the search list (119), the TFTP server name (66; siaddr still
+// names the boot server), the boot file name (67; the `file` field still
+// holds a name that fits). Without boot keys and search list there is
+// nothing to leave out, and the reply goes out as built.
+const OMIT_SEARCH: u8 = 1;
+const OMIT_TFTP: u8 = 2;
+const OMIT_BOOTFILE: u8 = 4;
+const OMIT_ORDER: [u8; 3] = [OMIT_SEARCH, OMIT_TFTP, OMIT_BOOTFILE];
+
+fn encode_reply(c: &ReplyCtx<'_>, server_mac: MacAddr) -> Option<Vec<u8>> {
+    let req = c.req;
     let unspecified = Ipv4Addr::UNSPECIFIED;
-    let (yiaddr, ciaddr) = match ans {
+    let (yiaddr, ciaddr) = match c.ans {
         Answer::Offer(ip) => (ip, unspecified),
         Answer::Ack(ip) => (ip, req.ciaddr),
         Answer::InformAck(_) => (unspecified, req.ciaddr),
@@ -345,7 +433,7 @@ fn encode_reply(
     // RFC 2131 §4.1: a client that is not configured yet and set the
     // broadcast bit cannot take a unicast IP datagram; the Ethernet
     // destination stays its own MAC, which the tap delivers regardless.
-    let dst = match ans {
+    let dst = match c.ans {
         Answer::Offer(ip) | Answer::Ack(ip) => {
             if req.flags.broadcast() && req.ciaddr.is_unspecified() {
                 Ipv4Addr::BROADCAST
@@ -356,19 +444,31 @@ fn encode_reply(
         Answer::InformAck(ip) => ip,
         Answer::Nak(_) => Ipv4Addr::BROADCAST,
     };
+    let budget = req
+        .max_size
+        .map_or(MIN_DATAGRAM, usize::from)
+        .max(MIN_DATAGRAM);
 
     let mut buf = Vec::with_capacity(FRAME_CAPACITY);
-    let mut e = Encoder::new(&mut buf);
-    // Room for the Ethernet, IPv4 and UDP headers, written last.
-    e.write_slice(&[0; UDP4_HEADERS_LEN]).ok()?;
-    write_header(&mut e, req, yiaddr, ciaddr).ok()?;
-    write_options(&mut e, req, ans, server, binding, params).ok()?;
-    bootp::pad_to_minimum(&mut e, UDP4_HEADERS_LEN).ok()?;
+    for level in 0..=OMIT_ORDER.len() {
+        let omit = OMIT_ORDER.iter().take(level).fold(0, |a, b| a | b);
+        buf.clear();
+        let mut e = Encoder::new(&mut buf);
+        // Room for the Ethernet, IPv4 and UDP headers, written last.
+        e.write_slice(&[0; UDP4_HEADERS_LEN]).ok()?;
+        write_header(&mut e, c, yiaddr, ciaddr).ok()?;
+        let optional = write_options(&mut e, c, omit).ok()?;
+        bootp::pad_to_minimum(&mut e, UDP4_HEADERS_LEN).ok()?;
+        let datagram = buf.len() - frame::ETHERNET_HEADER_LEN;
+        if datagram <= budget || optional & !omit == 0 {
+            break;
+        }
+    }
 
     let addressing = Udp4Addressing {
         src_mac: server_mac,
         dst_mac: req.chaddr,
-        src: SocketAddrV4::new(server, SERVER_PORT),
+        src: SocketAddrV4::new(c.server, SERVER_PORT),
         dst: SocketAddrV4::new(dst, CLIENT_PORT),
     };
     frame::finish_udp4_frame(&mut buf, &addressing).ok()?;
@@ -378,39 +478,52 @@ fn encode_reply(
 /// Writes the fixed BOOTP part of the reply (RFC 2131 figure 1).
 fn write_header(
     e: &mut Encoder<'_>,
-    req: &Request<'_>,
+    c: &ReplyCtx<'_>,
     yiaddr: Ipv4Addr,
     ciaddr: Ipv4Addr,
 ) -> v4::EncodeResult<()> {
+    let boot = c.boot.map(|(_, b)| b);
     let header = ReplyHeader {
-        xid: req.xid,
-        flags: req.flags.into(),
+        xid: c.req.xid,
+        flags: c.req.flags.into(),
         ciaddr,
         yiaddr,
-        siaddr: Ipv4Addr::UNSPECIFIED, // no boot server
-        giaddr: req.giaddr,
-        chaddr: req.chaddr,
-        file: &[],
+        // The boot server, if there is one and it is an address.
+        siaddr: boot.and_then(|b| b.server).unwrap_or(Ipv4Addr::UNSPECIFIED),
+        giaddr: c.req.giaddr,
+        chaddr: c.req.chaddr,
+        file: boot.map_or(&[], |b| b.file.as_bytes()),
     };
     bootp::write_reply_header(e, &header)
 }
 
-/// Writes the options of the reply and the end mark.
-fn write_options(
-    e: &mut Encoder<'_>,
-    req: &Request<'_>,
-    ans: Answer,
-    server: Ipv4Addr,
-    binding: &Binding,
-    params: &Params,
-) -> v4::EncodeResult<()> {
+/// The domain search list (option 119): `[dhcp] domains`, else the domain
+/// of option 15.
+fn search_list(binding: &Binding, params: &Params) -> Vec<u8> {
+    if params.domains.is_empty() {
+        let own: Vec<String> = domain(binding, params)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        bootp::domain_search(&own)
+    } else {
+        bootp::domain_search(&params.domains)
+    }
+}
+
+/// Writes the options of the reply and the end mark. Returns the optional
+/// options (`OMIT_*`) it could have written, omitted or not.
+fn write_options(e: &mut Encoder<'_>, c: &ReplyCtx<'_>, omit: u8) -> v4::EncodeResult<u8> {
+    let (req, ans, binding, params) = (c.req, c.ans, c.binding, c.params);
+    let keep = |opt: u8| omit & opt == 0;
+    let mut optional = 0;
     let msg_type = match ans {
         Answer::Offer(_) => MessageType::Offer,
         Answer::Ack(_) | Answer::InformAck(_) => MessageType::Ack,
         Answer::Nak(_) => MessageType::Nak,
     };
     DhcpOption::MessageType(msg_type).encode(e)?;
-    DhcpOption::ServerIdentifier(server).encode(e)?;
+    DhcpOption::ServerIdentifier(c.server).encode(e)?;
     if let Answer::Nak(why) = ans {
         encode_long_opt_bytes(OptionCode::Message, why.as_bytes(), e)?;
     }
@@ -439,18 +552,46 @@ fn write_options(
         if let Some(d) = domain(binding, params) {
             encode_long_opt_bytes(OptionCode::DomainName, d.as_bytes(), e)?;
         }
+        // Only for a client that asks: many clients know option 15 only.
+        if req.prl.contains(u8::from(OptionCode::DomainSearch)) {
+            let list = search_list(binding, params);
+            if !list.is_empty() {
+                optional |= OMIT_SEARCH;
+                if keep(OMIT_SEARCH) {
+                    encode_long_opt_bytes(OptionCode::DomainSearch, &list, e)?;
+                }
+            }
+        }
         if let Some(mtu) = binding.mtu {
             DhcpOption::InterfaceMtu(mtu).encode(e)?;
         }
         if let Some(routes) = classless_routes(binding) {
             DhcpOption::ClasslessStaticRoute(routes.to_vec()).encode(e)?;
         }
+        if let Some((client, boot)) = c.boot {
+            // UEFI HTTP boot takes only an answer that names it (UEFI
+            // specification, HTTP Boot: option 60 "HTTPClient").
+            if client == BootClient::UefiHttp {
+                encode_long_opt_bytes(OptionCode::ClassIdentifier, b"HTTPClient", e)?;
+            }
+            if let Some(name) = &boot.server_name {
+                optional |= OMIT_TFTP;
+                if keep(OMIT_TFTP) {
+                    encode_long_opt_bytes(OptionCode::TFTPServerName, name.as_bytes(), e)?;
+                }
+            }
+            optional |= OMIT_BOOTFILE;
+            if keep(OMIT_BOOTFILE) {
+                encode_long_opt_bytes(OptionCode::BootfileName, boot.file.as_bytes(), e)?;
+            }
+        }
     }
     // RFC 6842: the client identifier comes back in every reply.
     if let Some(id) = &req.client_id {
         encode_long_opt_bytes(OptionCode::ClientIdentifier, id.data(), e)?;
     }
-    DhcpOption::End.encode(e)
+    DhcpOption::End.encode(e)?;
+    Ok(optional)
 }
 
 #[cfg(test)]
@@ -506,6 +647,7 @@ mod tests {
             private: false,
             mtu: None,
             macspoof: false,
+            boot: Default::default(),
         }
     }
 
@@ -517,6 +659,8 @@ mod tests {
             server_on_link: false,
             nameservers: vec![NS1, NS2],
             domain: None,
+            domains: Vec::new(),
+            boot: Default::default(),
         }
     }
 
@@ -570,7 +714,27 @@ mod tests {
         codes: Vec<u8>,
     }
 
+    /// [`decode_any`] of a reply without boot server or boot file.
     fn decode_reply(f: &[u8]) -> Decoded {
+        let d = decode_any(f);
+        assert_eq!(d.msg.siaddr(), ZERO);
+        assert_eq!(d.msg.fname(), None);
+        assert_small(&d);
+        d
+    }
+
+    /// Every client takes 576-byte datagrams (RFC 2131 §2).
+    fn assert_small(d: &Decoded) {
+        assert!(d.ip.total_len <= 576, "{} bytes", d.ip.total_len);
+    }
+
+    /// The `file` field up to its NUL.
+    fn file_field(m: &v4::Message) -> &[u8] {
+        let f = m.fname().unwrap_or_default();
+        &f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())]
+    }
+
+    fn decode_any(f: &[u8]) -> Decoded {
         let (eth, rest) = Ethernet2Header::from_slice(f).unwrap();
         assert_eq!(eth.ether_type, EtherType::IPV4);
         let (ip, rest) = Ipv4Header::from_slice(rest).unwrap();
@@ -583,8 +747,6 @@ mod tests {
         assert!(!ip.dont_fragment && !ip.more_fragments);
         assert_eq!(ip.fragment_offset.value(), 0);
         assert_eq!((ip.dscp.value(), ip.ecn.value()), (0, 0));
-        // Every client takes 576-byte datagrams (RFC 2131 §2).
-        assert!(ip.total_len <= 576, "{} bytes", ip.total_len);
 
         let (udp, payload) = UdpHeader::from_slice(rest).unwrap();
         assert_eq!((udp.source_port, udp.destination_port), (67, 68));
@@ -602,9 +764,7 @@ mod tests {
         assert_eq!(msg.hlen(), 6);
         assert_eq!(msg.hops(), 0);
         assert_eq!(msg.secs(), 0);
-        assert_eq!(msg.siaddr(), ZERO);
         assert_eq!(msg.sname(), None);
-        assert_eq!(msg.fname(), None);
         assert_eq!(&payload[28 + 6..44], &[0; 10], "chaddr padding");
 
         // Raw walk: codes in order, no option split, End, then only padding
@@ -642,12 +802,18 @@ mod tests {
         yiaddr: Ipv4Addr,
         giaddr: Ipv4Addr,
         chaddr: MacAddr,
+        /// The boot server and the `file` field.
+        siaddr: Ipv4Addr,
+        file: Vec<u8>,
         /// Every option, in wire order.
         options: Vec<DhcpOption>,
     }
 
     fn check(frame: &[u8], x: &Expect) -> Decoded {
-        let d = decode_reply(frame);
+        let d = decode_any(frame);
+        assert_small(&d);
+        assert_eq!(d.msg.siaddr(), x.siaddr, "siaddr");
+        assert_eq!(file_field(&d.msg), &x.file[..], "file");
         assert_eq!(d.eth.source, HOST.0, "Ethernet source");
         assert_eq!(d.eth.destination, x.eth_dst.0, "Ethernet destination");
         assert_eq!(Ipv4Addr::from(d.ip.source), x.ip_src, "IP source");
@@ -702,8 +868,24 @@ mod tests {
             yiaddr: CLIENT_IP,
             giaddr: ZERO,
             chaddr: CLIENT,
+            siaddr: ZERO,
+            file: Vec::new(),
             options: lease_options(t, server),
         }
+    }
+
+    /// `x` for a client that asks for the domain search list (option 119),
+    /// as every captured client does: the domain of option 15 follows it.
+    fn searching(mut x: Expect) -> Expect {
+        let at = x
+            .options
+            .iter()
+            .position(|o| matches!(o, DhcpOption::DomainName(_)))
+            .expect("a domain name");
+        let name = dhcproto::Name::from_ascii("example.org.").unwrap();
+        x.options
+            .insert(at + 1, DhcpOption::DomainSearch(vec![name]));
+        x
     }
 
     // ---- captured clients --------------------------------------------------
@@ -766,7 +948,12 @@ mod tests {
         assert_eq!((r.client_mac, r.addr), (CLIENT, Some(CLIENT_IP)));
         check(
             &r.frame,
-            &lease_reply(MessageType::Offer, SERVER_IP, 0x68a9_227e, ZERO),
+            &searching(lease_reply(
+                MessageType::Offer,
+                SERVER_IP,
+                0x68a9_227e,
+                ZERO,
+            )),
         );
     }
 
@@ -785,7 +972,7 @@ mod tests {
             assert_eq!((r.client_mac, r.addr), (CLIENT, Some(CLIENT_IP)), "{stem}");
             check(
                 &r.frame,
-                &lease_reply(MessageType::Ack, SERVER_IP, xid, ciaddr),
+                &searching(lease_reply(MessageType::Ack, SERVER_IP, xid, ciaddr)),
             );
         }
     }
@@ -827,7 +1014,10 @@ mod tests {
             let r = reply(ask(&pkt, Some(src), &binding(), &params()));
             assert_eq!(r.request, request, "{file}");
             assert_eq!(r.addr, Some(CLIENT_IP), "{file}");
-            check(&r.frame, &lease_reply(kind, SERVER_IP, xid, ciaddr));
+            check(
+                &r.frame,
+                &searching(lease_reply(kind, SERVER_IP, xid, ciaddr)),
+            );
 
             // The same frame from another MAC is refused.
             assert_eq!(
@@ -860,7 +1050,7 @@ mod tests {
             assert_eq!((src, dst), (CLIENT, MacAddr::BROADCAST));
             let r = reply(ask(&pkt, Some(src), &binding(), &p));
             assert_eq!(r.request, request, "{file}");
-            let mut x = lease_reply(kind, PXE_SERVER_IP, 0x9e04_3864, ZERO);
+            let mut x = searching(lease_reply(kind, PXE_SERVER_IP, 0x9e04_3864, ZERO));
             x.options
                 .push(DhcpOption::ClientIdentifier(PXE_CLIENT_ID.to_vec()));
             check(&r.frame, &x);
@@ -872,6 +1062,352 @@ mod tests {
             ask(&pkt, Some(src), &binding(), &params()),
             Outcome::Refused(Refusal::OtherServer)
         );
+    }
+
+    const BOOT_SERVER: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 5);
+    const IPXE_SCRIPT: &str = "http://172.20.0.5/boot.ipxe";
+    const HTTP_BOOT: &str = "http://172.20.0.5/efi/bootx64.efi";
+
+    /// Every network boot key.
+    fn netboot() -> BootConfig {
+        BootConfig {
+            next_server: Some(BOOT_SERVER.to_string()),
+            boot_file: Some("undionly.kpxe".into()),
+            uefi_boot_file: Some("ipxe.efi".into()),
+            ipxe: Some(IPXE_SCRIPT.into()),
+            http_boot: Some(HTTP_BOOT.into()),
+        }
+    }
+
+    fn netboot_binding() -> Binding {
+        Binding {
+            boot: Some(Box::new(netboot())),
+            ..binding()
+        }
+    }
+
+    /// `x` with the boot answer for a file fetched from BOOT_SERVER:
+    /// siaddr, the `file` field, options 66 and 67 before the client id.
+    fn booting(mut x: Expect, file: &str) -> Expect {
+        x.siaddr = BOOT_SERVER;
+        x.file = file.as_bytes().to_vec();
+        let at = x.options.len()
+            - usize::from(matches!(
+                x.options.last(),
+                Some(DhcpOption::ClientIdentifier(_))
+            ));
+        x.options.splice(
+            at..at,
+            [
+                DhcpOption::TFTPServerName(BOOT_SERVER.to_string().into_bytes()),
+                DhcpOption::BootfileName(file.as_bytes().to_vec()),
+            ],
+        );
+        x
+    }
+
+    #[test]
+    fn captured_ipxe_client_gets_the_script_or_its_firmware_file() {
+        let p = Params {
+            server_ip: Some(PXE_SERVER_IP),
+            ..params()
+        };
+        let no_script = Binding {
+            boot: Some(Box::new(BootConfig {
+                ipxe: None,
+                ..netboot()
+            })),
+            ..binding()
+        };
+        for (b, client, file) in [
+            (netboot_binding(), BootClient::Ipxe, IPXE_SCRIPT),
+            // Without a script iPXE is answered as the BIOS PXE ROM it is.
+            (no_script, BootClient::Bios, "undionly.kpxe"),
+        ] {
+            for (capture, kind) in [
+                ("pydhcp-discover.selecting.pxe.pcap", MessageType::Offer),
+                ("pydhcp-request.selecting.pxe.pcap", MessageType::Ack),
+            ] {
+                let (src, _, pkt) = pcap_packet(capture);
+                let r = reply(ask(&pkt, Some(src), &b, &p));
+                assert_eq!(r.boot, Some((client, file.to_string())), "{capture}");
+                let mut x = searching(lease_reply(kind, PXE_SERVER_IP, 0x9e04_3864, ZERO));
+                x.options
+                    .push(DhcpOption::ClientIdentifier(PXE_CLIENT_ID.to_vec()));
+                check(&r.frame, &booting(x, file));
+            }
+        }
+    }
+
+    #[test]
+    fn the_binding_wins_over_the_defaults() {
+        let (src, _, pkt) = pcap_packet("pydhcp-discover.selecting.pxe.pcap");
+        let p = Params {
+            boot: netboot(),
+            ..params()
+        };
+        // Defaults alone.
+        let r = reply(ask(&pkt, Some(src), &binding(), &p));
+        assert_eq!(r.boot, Some((BootClient::Ipxe, IPXE_SCRIPT.into())));
+        // The binding's own script, the default server.
+        let own = Binding {
+            boot: Some(Box::new(BootConfig {
+                ipxe: Some("own.ipxe".into()),
+                ..BootConfig::default()
+            })),
+            ..binding()
+        };
+        let r = reply(ask(&pkt, Some(src), &own, &p));
+        assert_eq!(r.boot, Some((BootClient::Ipxe, "own.ipxe".into())));
+        let d = decode_any(&r.frame);
+        assert_eq!(d.msg.siaddr(), BOOT_SERVER);
+        assert_eq!(file_field(&d.msg), b"own.ipxe");
+    }
+
+    #[test]
+    fn no_boot_keys_no_boot_options() {
+        // The iPXE capture asks for 66 and 67; without keys the answer is
+        // the plain lease (checked field by field in captured_pxe_client).
+        let (src, _, pkt) = pcap_packet("pydhcp-discover.selecting.pxe.pcap");
+        let p = Params {
+            server_ip: Some(PXE_SERVER_IP),
+            ..params()
+        };
+        let r = reply(ask(&pkt, Some(src), &binding(), &p));
+        assert_eq!(r.boot, None);
+        let d = decode_reply(&r.frame);
+        assert!(!d.codes.contains(&66) && !d.codes.contains(&67));
+        // Clients that do not boot from the network get nothing even with
+        // every key set: the captured CentOS client, a bare DISCOVER.
+        for pkt in [
+            bin_packet("pydhcp-discover"),
+            request(MessageType::Discover, |_| {}),
+        ] {
+            let r = reply(ask(&pkt, None, &netboot_binding(), &params()));
+            assert_eq!(r.boot, None);
+            decode_reply(&r.frame);
+        }
+    }
+
+    /// A DISCOVER from UEFI firmware: architecture `arch`, vendor class
+    /// `vendor`, asking for 66 and 67.
+    fn uefi_discover(arch: u16, vendor: &[u8]) -> Vec<u8> {
+        request(MessageType::Discover, |m| {
+            let o = m.opts_mut();
+            o.insert(DhcpOption::ParameterRequestList(vec![
+                OptionCode::SubnetMask,
+                OptionCode::Router,
+                OptionCode::TFTPServerName,
+                OptionCode::BootfileName,
+            ]));
+            o.insert(DhcpOption::ClientSystemArchitecture(arch.into()));
+            o.insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
+        })
+    }
+
+    #[test]
+    fn uefi_pxe_and_http_boot() {
+        let b = netboot_binding();
+        let r = reply(ask(
+            &uefi_discover(7, b"PXEClient:Arch:00007:UNDI:003016"),
+            None,
+            &b,
+            &params(),
+        ));
+        assert_eq!(r.boot, Some((BootClient::Uefi, "ipxe.efi".into())));
+        let x = lease_reply(MessageType::Offer, SERVER_IP, 0x1234_5678, ZERO);
+        check(&r.frame, &booting(x, "ipxe.efi"));
+
+        // UEFI HTTP boot: the URL, no TFTP server, HTTPClient in option 60.
+        let r = reply(ask(
+            &uefi_discover(16, b"HTTPClient:Arch:00016:UNDI:003001"),
+            None,
+            &b,
+            &params(),
+        ));
+        assert_eq!(r.boot, Some((BootClient::UefiHttp, HTTP_BOOT.into())));
+        let mut x = lease_reply(MessageType::Offer, SERVER_IP, 0x1234_5678, ZERO);
+        x.file = HTTP_BOOT.as_bytes().to_vec();
+        x.options.extend([
+            DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()),
+            DhcpOption::BootfileName(HTTP_BOOT.as_bytes().to_vec()),
+        ]);
+        check(&r.frame, &x);
+
+        // PXE without a TFTP server cannot fetch its file: nothing offered.
+        let no_server = Binding {
+            boot: Some(Box::new(BootConfig {
+                next_server: None,
+                ..netboot()
+            })),
+            ..binding()
+        };
+        let r = reply(ask(
+            &uefi_discover(7, b"PXEClient:Arch:00007:UNDI:003016"),
+            None,
+            &no_server,
+            &params(),
+        ));
+        assert_eq!(r.boot, None);
+        decode_reply(&r.frame);
+    }
+
+    #[test]
+    fn a_nak_has_no_boot_file() {
+        let (src, _, pkt) = pcap_packet("pydhcp-request.selecting.pxe.pcap");
+        let b = Binding {
+            ip: Some(Ipv4Addr::new(172, 20, 0, 77)),
+            ..netboot_binding()
+        };
+        let p = Params {
+            server_ip: Some(PXE_SERVER_IP),
+            ..params()
+        };
+        let r = reply(ask(&pkt, Some(src), &b, &p));
+        assert_eq!((r.kind, r.boot), (Kind::Nak, None));
+        decode_reply(&r.frame);
+    }
+
+    #[test]
+    fn domain_search_list() {
+        let asking = |m: &mut v4::Message| {
+            m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+                OptionCode::DomainSearch,
+            ]));
+        };
+        let names = |d: &Decoded| match d.msg.opts().get(OptionCode::DomainSearch) {
+            Some(DhcpOption::DomainSearch(n)) => n.iter().map(|n| n.to_ascii()).collect(),
+            None => Vec::new(),
+            other => panic!("{other:?}"),
+        };
+        let p = Params {
+            domains: vec!["example.com".into(), "vm.example.com".into()],
+            ..params()
+        };
+        let d = decode_reply(
+            &reply(ask(
+                &request(MessageType::Discover, asking),
+                None,
+                &binding(),
+                &p,
+            ))
+            .frame,
+        );
+        assert_eq!(names(&d), ["example.com.", "vm.example.com."]);
+        // Right after option 15, compressed (RFC 3397 §2).
+        let at = d.codes.iter().position(|&c| c == 15).unwrap();
+        assert_eq!(d.codes[at + 1], 119);
+        // Not asked for: not sent (option 15 alone, as before).
+        let d = decode_reply(
+            &reply(ask(
+                &request(MessageType::Discover, |_| {}),
+                None,
+                &binding(),
+                &p,
+            ))
+            .frame,
+        );
+        assert!(names(&d).is_empty() && d.codes.contains(&15));
+        // No list: the domain of option 15 ([dhcp] domain, else the host name's).
+        let d = decode_reply(
+            &reply(ask(
+                &request(MessageType::Discover, asking),
+                None,
+                &binding(),
+                &params(),
+            ))
+            .frame,
+        );
+        assert_eq!(names(&d), ["example.org."]);
+        let p = Params {
+            domain: Some("example.net".into()),
+            ..params()
+        };
+        let d = decode_reply(
+            &reply(ask(
+                &request(MessageType::Inform, |m| {
+                    asking(m);
+                    m.set_ciaddr(CLIENT_IP);
+                }),
+                None,
+                &binding(),
+                &p,
+            ))
+            .frame,
+        );
+        assert_eq!(names(&d), ["example.net."]);
+        // Nothing to search: no option 119.
+        let bare = Binding {
+            hostname: "workstation01".into(),
+            ..binding()
+        };
+        let d = decode_reply(
+            &reply(ask(
+                &request(MessageType::Discover, asking),
+                None,
+                &bare,
+                &params(),
+            ))
+            .frame,
+        );
+        assert!(!d.codes.contains(&119) && !d.codes.contains(&15));
+    }
+
+    #[test]
+    fn a_reply_too_large_for_the_client_leaves_out_the_optional_options() {
+        // A long search list, a long TFTP server name and a boot URL of 255
+        // bytes do not fit a 576-byte datagram together.
+        let label = "h".repeat(63);
+        let long_url = format!("http://172.20.0.5/{}", "x".repeat(255 - 18));
+        let b = |ipxe: &str| Binding {
+            boot: Some(Box::new(BootConfig {
+                next_server: Some(format!("{label}.example.org")),
+                ipxe: Some(ipxe.into()),
+                ..netboot()
+            })),
+            ..binding()
+        };
+        let p = Params {
+            domains: (0..3).map(|i| format!("{label}.example{i}.org")).collect(),
+            ..params()
+        };
+        // The captured iPXE client takes 1472 bytes (option 57): all of it.
+        let (src, _, pkt) = pcap_packet("pydhcp-discover.selecting.pxe.pcap");
+        let r = reply(ask(&pkt, Some(src), &b(&long_url), &p));
+        assert_eq!(r.boot, Some((BootClient::Ipxe, long_url.clone())));
+        let d = decode_any(&r.frame);
+        assert!(d.ip.total_len > 576, "{}", d.ip.total_len);
+        for c in [119, 66, 67] {
+            assert!(d.codes.contains(&c), "{c}: {:?}", d.codes);
+        }
+        // Without option 57: 119 goes first, and a script name that fits
+        // the file field is still there twice.
+        let small = request(MessageType::Discover, |m| {
+            let o = m.opts_mut();
+            o.insert(DhcpOption::ParameterRequestList(vec![
+                OptionCode::DomainSearch,
+                OptionCode::TFTPServerName,
+                OptionCode::BootfileName,
+            ]));
+            o.insert(DhcpOption::UserClass(b"iPXE".to_vec()));
+            o.insert(DhcpOption::ClientSystemArchitecture(0.into()));
+        });
+        let d = decode_any(&reply(ask(&small, None, &b(IPXE_SCRIPT), &p)).frame);
+        assert_small(&d);
+        assert!(!d.codes.contains(&119), "{:?}", d.codes);
+        assert!(
+            d.codes.contains(&66) && d.codes.contains(&67),
+            "{:?}",
+            d.codes
+        );
+        assert_eq!(file_field(&d.msg), IPXE_SCRIPT.as_bytes());
+        // Then 66, then 67: the long URL does not fit, and is not sent.
+        let d = decode_any(&reply(ask(&small, None, &b(&long_url), &p)).frame);
+        assert_small(&d);
+        for c in [119, 66, 67] {
+            assert!(!d.codes.contains(&c), "{c}: {:?}", d.codes);
+        }
+        assert_eq!(d.msg.fname(), None);
     }
 
     #[test]
@@ -977,6 +1513,8 @@ mod tests {
                 yiaddr: ZERO,
                 giaddr: ZERO,
                 chaddr: CLIENT,
+                siaddr: ZERO,
+                file: Vec::new(),
                 options,
             },
         );
@@ -1149,6 +1687,8 @@ mod tests {
                 yiaddr: Ipv4Addr::new(192, 0, 2, 10),
                 giaddr: ZERO,
                 chaddr: CLIENT,
+                siaddr: ZERO,
+                file: Vec::new(),
                 options,
             },
         );
@@ -1311,6 +1851,8 @@ mod tests {
                 yiaddr: ZERO,
                 giaddr: ZERO,
                 chaddr: CLIENT,
+                siaddr: ZERO,
+                file: Vec::new(),
                 options,
             },
         );

@@ -1,6 +1,7 @@
 //! The pure protocol core: bytes + binding + time in, bytes out. No sockets,
 //! files or clocks in here.
 
+pub mod boot;
 pub mod bootp;
 #[cfg(test)]
 pub(crate) mod captures;

@@ -31,6 +31,8 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use crate::backend::{BackendError, BootClient, Client, JobKind, Lease, NoLease, Outcome};
 use crate::mac::MacAddr;
+use crate::proto::boot::{self, BootAsk};
+pub use crate::proto::bootp::CodeSet;
 use crate::proto::bootp::{self, put_addrs, ReplyHeader};
 use crate::proto::Refusal;
 
@@ -122,39 +124,6 @@ impl ReplyKind {
             ReplyKind::Ack => "DHCPACK",
             ReplyKind::Nak => "DHCPNAK",
         }
-    }
-}
-
-/// A set of option codes (the parameter request list), without allocation.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct CodeSet([u64; 4]);
-
-impl CodeSet {
-    pub fn insert(&mut self, code: u8) {
-        if let Some(w) = self.0.get_mut(usize::from(code >> 6)) {
-            *w |= 1 << (code & 63);
-        }
-    }
-
-    pub fn contains(&self, code: u8) -> bool {
-        self.0
-            .get(usize::from(code >> 6))
-            .is_some_and(|w| w & (1 << (code & 63)) != 0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
-    }
-
-    /// The codes, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..=u8::MAX).filter(|&c| self.contains(c))
-    }
-}
-
-impl std::fmt::Debug for CodeSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -427,53 +396,15 @@ pub fn origin(req: &Request, ctx: &RecvCtx) -> Ipv4Addr {
         .unwrap_or(ctx.local)
 }
 
-/// iPXE sends its user class as the bare string; RFC 3004 clients send a
-/// list of length-prefixed names.
-fn is_ipxe(user_class: &[u8]) -> bool {
-    const IPXE: &[u8] = b"iPXE";
-    if user_class == IPXE {
-        return true;
-    }
-    let mut rest = user_class;
-    while let Some((&len, tail)) = rest.split_first() {
-        let Some((name, next)) = tail.split_at_checked(usize::from(len)) else {
-            return false;
-        };
-        if name == IPXE {
-            return true;
-        }
-        rest = next;
-    }
-    false
-}
-
-/// What the client is for PXE (options 55, 60, 77, 93).
-///
-/// None unless it asks for option 66 or 67 or calls itself a PXE or HTTP
-/// boot client (vendor class). Then: user class iPXE -> Ipxe (it is already
-/// running iPXE: give it the script, not the loader again); arch 16 or
-/// vendor class HTTPClient -> UefiHttp; arch 6, 7, 9 -> Uefi; arch 0 ->
-/// Bios; no arch and vendor class PXEClient -> Bios (PXE ROMs older than
-/// RFC 4578 are BIOS ones); any other architecture -> None, since a loader
-/// for the wrong one cannot start.
+/// What the client is for PXE (options 55, 60, 77, 93): see
+/// [`boot::classify`].
 pub fn boot_client(req: &Request) -> BootClient {
-    let vendor = req.vendor_class.as_deref().unwrap_or_default();
-    let http = vendor.starts_with(b"HTTPClient");
-    let pxe = vendor.starts_with(b"PXEClient");
-    if !(req.prl.contains(66) || req.prl.contains(67) || http || pxe) {
-        return BootClient::None;
-    }
-    if req.user_class.as_deref().is_some_and(is_ipxe) {
-        return BootClient::Ipxe;
-    }
-    match req.arch {
-        _ if http => BootClient::UefiHttp,
-        Some(16) => BootClient::UefiHttp,
-        Some(6 | 7 | 9) => BootClient::Uefi,
-        Some(0) => BootClient::Bios,
-        None if pxe => BootClient::Bios,
-        _ => BootClient::None,
-    }
+    boot::classify(&BootAsk {
+        wants_boot_options: req.prl.contains(66) || req.prl.contains(67),
+        vendor_class: req.vendor_class.as_deref().unwrap_or_default(),
+        user_class: req.user_class.as_deref(),
+        arch: req.arch,
+    })
 }
 
 /// The client as a backend job sees it.

@@ -364,7 +364,7 @@ impl State {
 
     pub fn on_control(&mut self, c: Control) {
         match c {
-            Control::Binding { name, read } => self.apply(name, read, true),
+            Control::Binding { name, read } => self.apply(name, *read, true),
             Control::Rescan(all) => self.rescan(all),
             Control::Dump => self.dump(),
             Control::Backend(r) => {
@@ -677,6 +677,19 @@ fn describe(b: &Binding) -> String {
     }
     if let Some(m) = b.mtu {
         s += &format!(" mtu {m}");
+    }
+    if let Some(boot) = &b.boot {
+        for (key, v) in [
+            ("next-server", &boot.next_server),
+            ("boot-file", &boot.boot_file),
+            ("uefi-boot-file", &boot.uefi_boot_file),
+            ("ipxe", &boot.ipxe),
+            ("http-boot", &boot.http_boot),
+        ] {
+            if let Some(v) = v {
+                s += &format!(" {key} {v}");
+            }
+        }
     }
     s
 }

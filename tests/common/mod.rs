@@ -379,6 +379,8 @@ pub struct Binding {
     pub private: bool,
     pub mtu: Option<u16>,
     pub macspoof: bool,
+    /// Lines appended to the file (e.g. the network boot keys).
+    pub extra: String,
 }
 
 impl Binding {
@@ -399,6 +401,7 @@ impl Binding {
             private: false,
             mtu: None,
             macspoof: false,
+            extra: String::new(),
         }
     }
 
@@ -431,7 +434,7 @@ impl Binding {
         let flag = |b: bool| if b { "1" } else { "" };
         format!(
             "INDEV={}\nIP={}\nMAC={}\nHOSTNAME={}\nTAGS=\"\"\nGATEWAY={}\nSUBNET={}\n\
-             GATEWAY6={}\nSUBNET6={}\nEUI64={}\nIP6={}\nPRIVATE={}\nMTU={}\nMACSPOOF={}\n",
+             GATEWAY6={}\nSUBNET6={}\nEUI64={}\nIP6={}\nPRIVATE={}\nMTU={}\nMACSPOOF={}\n{}",
             self.indev.as_deref().unwrap_or(&self.tap),
             self.ip,
             self.mac,
@@ -445,6 +448,7 @@ impl Binding {
             flag(self.private),
             opt(self.mtu.map(|m| m.to_string())),
             flag(self.macspoof),
+            self.extra,
         )
     }
 }
@@ -473,6 +477,8 @@ pub struct DaemonConfig {
     pub dns_lifetime: Option<u32>,
     /// Lines added to `[general]` (logdir, user, ...).
     pub general: String,
+    /// Lines added to `[dhcp]` (domains, network boot defaults, ...).
+    pub dhcp: String,
     /// Sections appended at the end (e.g. `[limits]`).
     pub extra: String,
 }
@@ -495,6 +501,7 @@ impl Default for DaemonConfig {
             prefix_preferred_lifetime: None,
             dns_lifetime: None,
             general: String::new(),
+            dhcp: String::new(),
             extra: String::new(),
         }
     }
@@ -793,7 +800,7 @@ impl Lab {
         let text = format!(
             "[general]\npidfile = {pid}\ndatapath = {data}\n{general}\n\
              [dhcp]\nenable_dhcp = yes\nlease_lifetime = {ll}\nlease_renewal = {lr}\n\
-             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n\n{v6}\n{extra}",
+             server_ip = {sip}\ndhcp_queue = {q}\nnameservers = {ns}\ndomain = {dom}\n{dhcp}\n{v6}\n{extra}",
             pid = self.tmp.join("nfdhcpd.pid").display(),
             data = self.bindings.display(),
             general = c.general,
@@ -803,6 +810,7 @@ impl Lab {
             q = QUEUE,
             ns = c.nameservers.join(", "),
             dom = c.domain,
+            dhcp = c.dhcp,
             v6 = c.ipv6_section(),
             extra = c.extra,
         );
