@@ -24,7 +24,7 @@ const TAP: &str = "tapq0";
 const MAC: &str = "52:54:00:4e:42:01";
 const HOST_IP: &str = "192.0.2.1";
 const GUEST_IP: &str = "192.0.2.100";
-const HTTP_PORT: &str = "8080";
+const HTTP_PORT: u16 = 8080;
 const BOOT_FILE: &str = "undionly.kpxe";
 /// What the script prints: built by iPXE from a variable, so that it cannot
 /// appear on the console unless the script ran.
@@ -120,12 +120,13 @@ fn wait_console(lab: &Lab, log: &Path, want: &str) -> Duration {
 /// once it listens.
 fn http_server(lab: &Lab, dir: &Path) -> u32 {
     let log = lab.tmp.join("http.log");
+    let port = HTTP_PORT.to_string();
     let pid = lab.host.spawn(
         &[
             "python3",
             "-m",
             "http.server",
-            HTTP_PORT,
+            &port,
             "--bind",
             HOST_IP,
             "--directory",
@@ -133,20 +134,8 @@ fn http_server(lab: &Lab, dir: &Path) -> u32 {
         ],
         &log,
     );
-    let listening = poll(Duration::from_secs(10), || {
-        if lab.host.exited(pid).is_some() {
-            return Some(false);
-        }
-        let ss = lab
-            .host
-            .try_run(&["ss", "-Htlnp", &format!("sport = :{HTTP_PORT}")]);
-        String::from_utf8_lossy(&ss.stdout)
-            .contains(&format!("pid={pid},"))
-            .then_some(true)
-    });
-    assert_eq!(
-        listening,
-        Some(true),
+    assert!(
+        lab.host.wait_listening(pid, "-Htlnp", HTTP_PORT),
         "HTTP server did not start; log:\n{}",
         fs::read_to_string(&log).unwrap_or_default()
     );

@@ -226,6 +226,22 @@ impl Netns {
         c.try_wait().ok().flatten()
     }
 
+    /// Waits up to 10 s until `pid` (started with `spawn`) listens on
+    /// `port`; `ss_flags` picks the protocol (`-Htlnp` TCP, `-Hulnp` UDP).
+    /// False when it exited first or never listened.
+    pub fn wait_listening(&self, pid: u32, ss_flags: &str, port: u16) -> bool {
+        let listening = poll(Duration::from_secs(10), || {
+            if self.exited(pid).is_some() {
+                return Some(false);
+            }
+            let ss = self.try_run(&["ss", ss_flags, &format!("sport = :{port}")]);
+            String::from_utf8_lossy(&ss.stdout)
+                .contains(&format!("pid={pid},"))
+                .then_some(true)
+        });
+        listening == Some(true)
+    }
+
     /// PIDs of all processes living in this namespace.
     pub fn pids(&self) -> Vec<i32> {
         ns_pids(&self.name)

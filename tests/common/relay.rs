@@ -980,18 +980,8 @@ impl RelayLab {
         argv.extend(ds.iter().map(|d| d.addr.to_string()));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let pid = lab.host.spawn(&argv, &relay_log);
-        let listening = poll(Duration::from_secs(10), || {
-            if lab.host.exited(pid).is_some() {
-                return Some(false);
-            }
-            let ss = lab.host.try_run(&["ss", "-Hulnp", "sport = :67"]);
-            String::from_utf8_lossy(&ss.stdout)
-                .contains(&format!("pid={pid},"))
-                .then_some(true)
-        });
-        assert_eq!(
-            listening,
-            Some(true),
+        assert!(
+            lab.host.wait_listening(pid, "-Hulnp", 67),
             "dhcrelay did not start; log:\n{}",
             fs::read_to_string(&relay_log).unwrap_or_default()
         );
