@@ -36,6 +36,15 @@ cd "$NAUTOBOT_ROOT"
 #   trip over when they reuse it.
 # --die-on-term: SIGTERM stops it (uWSGI 2.0 would reload).
 # --buffer-size: long query strings.
+# The server outlives this script: it must not keep the caller's open files
+# (a lock held while restarting it would never be released).
+# (255 is the shell's own descriptor of this script.)
+for fd in "/proc/$$/fd"/*; do
+    fd=${fd##*/}
+    if ((fd > 2 && fd != 255)); then
+        eval "exec $fd>&-"
+    fi
+done
 "$NAUTOBOT_VENV/bin/nautobot-server" --config-path "$NAUTOBOT_CONFIG" start \
     --http "$NAUTOBOT_HOST:$NAUTOBOT_PORT" --http-keepalive \
     --master --processes "$NAUTOBOT_WORKERS" --threads "$NAUTOBOT_THREADS" --enable-threads \
