@@ -172,12 +172,17 @@ pub fn resolve_user(spec: &str) -> Result<Identity, DaemonError> {
 
 /// Fails, naming the first one, unless [`KEPT_CAPS`] are all permitted: as
 /// root they are; without root they must be granted (ambient capabilities
-/// or file capabilities on the binary).
+/// or file capabilities on the binary). Raises them into the effective set,
+/// which file capabilities granted as `=p` alone leave empty.
 pub fn check_capabilities() -> Result<(), DaemonError> {
     for cap in KEPT_CAPS {
         if !caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false) {
             return Err(DaemonError::MissingCap(cap));
         }
+        caps::raise(None, CapSet::Effective, cap).map_err(|e| DaemonError::Switch {
+            user: Identity::current().name,
+            err: format!("effective ({cap}): {e}"),
+        })?;
     }
     Ok(())
 }

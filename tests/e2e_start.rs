@@ -190,15 +190,15 @@ fn without_root_with_ambient_capabilities() {
     lab.stop_daemon();
 }
 
-/// Started by an unprivileged user from a binary with file capabilities.
-#[test]
-fn without_root_with_file_capabilities() {
-    let Some((mut lab, g)) = lab_with_guest("without_root_file_caps") else {
+/// Started by an unprivileged user from a binary with file capabilities
+/// `caps` (in `setcap` syntax).
+fn with_file_capabilities(test: &str, caps: &str) {
+    let Some((mut lab, g)) = lab_with_guest(test) else {
         return;
     };
     let id = unnamed_id();
     let bin = public_binary(&lab);
-    run_ok(Command::new("setcap").args(["cap_net_admin,cap_net_raw=ep", bin.to_str().unwrap()]));
+    run_ok(Command::new("setcap").args([caps, bin.to_str().unwrap()]));
     lab.daemon_bin = bin;
     lab.daemon_wrapper = setpriv_as(id, false);
     lab.start_daemon_with(&DaemonConfig::default());
@@ -206,6 +206,17 @@ fn without_root_with_file_capabilities() {
     let l = g.dhclient(&ClientOpts::default());
     assert_eq!(l.expect_bound().ip(), Some(IP0.parse().unwrap()));
     lab.stop_daemon();
+}
+
+#[test]
+fn without_root_with_file_capabilities() {
+    with_file_capabilities("without_root_file_caps", "cap_net_admin,cap_net_raw=ep");
+}
+
+/// Permitted only: the daemon raises them into its effective set itself.
+#[test]
+fn without_root_with_permitted_file_capabilities() {
+    with_file_capabilities("without_root_file_caps_p", "cap_net_admin,cap_net_raw=p");
 }
 
 /// Started by an unprivileged user without them: one line names the
