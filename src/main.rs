@@ -334,10 +334,14 @@ fn run(
         bound.push(q);
     }
     let relay_sock = if cfg.relay.enable_relay {
-        Some(
-            relay::open(cfg.relay.port)
-                .map_err(|e| format!("cannot listen on UDP port {}: {e}", cfg.relay.port))?,
-        )
+        Some(relay::open(cfg.relay.port).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            format!("cannot listen on UDP port {}: {e}{hint}", cfg.relay.port)
+        })?)
     } else {
         None
     };
