@@ -15,7 +15,8 @@
 #
 # Environment:
 #   NFDHCPD_DEB         a built package to test instead of building one
-#   CARGO_TARGET_DIR    build cache for the package build
+#   CARGO_TARGET_DIR    build cache for the package build (default:
+#                       /var/tmp/nfdhcpd-systemd-target, kept between runs)
 #   NFDHCPD_SD_KEEP=1   keep the temporary directory (console log, results)
 #
 # Safety: the container has a network namespace of its own
@@ -88,6 +89,7 @@ if [ -n "${NFDHCPD_DEB:-}" ]; then
 	DEB=$(readlink -f "$NFDHCPD_DEB")
 else
 	echo "building the package"
+	export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/nfdhcpd-systemd-target}
 	t0=$(date +%s)
 	mkdir "$TMP/src"
 	(cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
