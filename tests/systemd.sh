@@ -134,6 +134,8 @@ cat >"$ROOT/root/run-test" <<'EOF'
 date +%s.%N >/results/booted
 {
 	systemctl is-system-running --wait
+	systemd-analyze time
+	systemd-analyze blame --no-pager | head -n 5
 	echo "apt install ./$(cd /root && ls nfdhcpd_*.deb)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		/root/nfdhcpd_*.deb || { echo "FAIL - apt install"; echo 1 >/results/rc; exit 0; }
@@ -158,6 +160,7 @@ cat >"$ROOT/etc/systemd/system/nfdhcpd-e2e.timer" <<'EOF'
 Description=nfdhcpd end-to-end test, once booted
 [Timer]
 OnActiveSec=1
+AccuracySec=1ms
 EOF
 mkdir -p "$ROOT/etc/systemd/system/timers.target.wants"
 ln -s ../nfdhcpd-e2e.timer "$ROOT/etc/systemd/system/timers.target.wants/nfdhcpd-e2e.timer"
