@@ -80,6 +80,9 @@ pub enum Control {
     Rescan(Vec<(String, FileRead)>),
     /// Log the tables and counters (SIGUSR1).
     Dump,
+    /// The rescan a SIGHUP asked for is done (sent after its `Rescan`, or
+    /// alone when the directory could not be read): the reload is over.
+    Reloaded,
     /// A backend job finished.
     Backend(Box<crate::backend::JobResult>),
     /// Withdraw, then stop (SIGTERM/SIGINT). The state thread acks on the sender.

@@ -18,5 +18,6 @@ pub mod ratelimit;
 pub mod relay;
 pub mod responder;
 pub mod sandbox;
+pub mod sdnotify;
 pub mod state;
 pub mod watch;

@@ -41,6 +41,7 @@ enum Entry {
 pub struct Logger {
     level: LevelFilter,
     stderr: bool,
+    journal: bool,
     use_syslog: bool,
     syslog: Mutex<SyslogSink>,
     file_path: Option<PathBuf>,
@@ -210,7 +211,14 @@ impl Logger {
                 std::process::id()
             );
         }
-        if self.stderr {
+        if self.journal {
+            // sd-daemon(3): the journal takes the priority from the prefix.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "<{}>{tag}: {msg}",
+                priority(level)
+            );
+        } else if self.stderr {
             let _ = writeln!(std::io::stderr().lock(), "nfdhcpd: {tag}: {msg}");
         }
     }
@@ -300,6 +308,16 @@ impl Log for Logger {
     }
 }
 
+/// The syslog priority of a level (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG).
+pub fn priority(level: Level) -> u8 {
+    match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
 fn tag(level: Level) -> &'static str {
     match level {
         Level::Error => "error",
@@ -312,6 +330,8 @@ fn tag(level: Level) -> &'static str {
 pub struct Options {
     pub debug: bool,
     pub stderr: bool,
+    /// stderr is the journal: lines carry their priority as a `<N>` prefix.
+    pub journal: bool,
     pub syslog: bool,
     pub file: Option<PathBuf>,
 }
@@ -334,6 +354,7 @@ pub fn init(opts: Options) -> &'static Logger {
     let logger: &'static Logger = Box::leak(Box::new(Logger {
         level,
         stderr: opts.stderr,
+        journal: opts.stderr && opts.journal,
         use_syslog: opts.syslog,
         syslog: Mutex::new(SyslogSink {
             conn: None,

@@ -21,6 +21,7 @@ use nfdhcpd::proto::relay4;
 use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
 use nfdhcpd::responder::{Answers, Published, Responder, Shared};
 use nfdhcpd::sandbox::Enforced;
+use nfdhcpd::sdnotify::{self, Heartbeat};
 use nfdhcpd::state::relay::{RelayLimits, RelaySide};
 use nfdhcpd::state::{QueueView, Settings, State, Stats, WarnLimiter};
 use nfdhcpd::{logging, watch};
@@ -29,6 +30,8 @@ use nfdhcpd::{logging, watch};
 const CONTROL_CHANNEL: usize = 1024;
 /// Relayed datagrams waiting for the state thread.
 const RELAY_CHANNEL: usize = 4096;
+/// How long readiness waits for the relay backend's first check under systemd.
+const BACKEND_CHECK_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -175,12 +178,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    // Under systemd stderr already goes to the journal, like syslog: log once.
-    let journal = stderr_is_journal();
+    // Under systemd stderr already goes to the journal: log once, there,
+    // with each line's syslog priority (sd-daemon(3)) instead of to syslog.
+    let journal = stderr_is_journal() && cli.foreground;
     let logger = logging::init(logging::Options {
         debug: cli.debug,
-        stderr: cli.foreground && !journal,
-        syslog: true,
+        stderr: cli.foreground,
+        journal,
+        syslog: !journal,
         file: cfg.general.logdir.as_ref().map(|d| d.join("nfdhcpd.log")),
     });
     for w in &warnings {
@@ -287,6 +292,11 @@ fn run(
     }
     sigs.thread_block()
         .map_err(|e| format!("cannot block signals: {e}"))?;
+
+    // Before privileges are dropped and the file system confined.
+    if let Err(e) = sdnotify::init() {
+        warn!("NOTIFY_SOCKET: {e}; systemd will not hear from the daemon");
+    }
 
     PidFile::check(&cfg.general.pidfile).map_err(|e| e.to_string())?;
     daemon::check_capabilities().map_err(|e| e.to_string())?;
@@ -417,6 +427,7 @@ fn run(
     let mut state = State::new(settings, published, sender, warn, views)
         .map_err(|e| format!("cannot start: {e}"))?;
     let relay_stats = Arc::new(RelayStats::default());
+    let mut backend_checked = None;
     if let (Some(sock), Some(backend)) = (&relay_sock, &backend) {
         let max_jobs = cfg.relay.max_pending_jobs;
         let (urgent_tx, urgent_rx) = bounded(max_jobs);
@@ -451,13 +462,18 @@ fn run(
         )
         .map_err(|e| format!("cannot start backend workers: {e}"))?;
         let b = backend.clone();
+        let (done_tx, done_rx) = bounded::<()>(1);
         std::thread::Builder::new()
             .name("prepare".into())
-            .spawn(move || match b.prepare() {
-                Ok(calls) => info!("{}: ready ({calls} API calls to prepare)", b.name()),
-                Err(e) => warn!("{}: preparation failed: {e}; jobs will retry", b.name()),
+            .spawn(move || {
+                match b.prepare() {
+                    Ok(calls) => info!("{}: ready ({calls} API calls to prepare)", b.name()),
+                    Err(e) => warn!("{}: preparation failed: {e}; jobs will retry", b.name()),
+                }
+                let _ = done_tx.send(());
             })
             .map_err(|e| format!("cannot start thread: {e}"))?;
+        backend_checked = Some(done_rx);
     }
     if let Some(path) = &cfg.general.metrics_file {
         let tx = nfdhcpd::metrics::spawn_writer(path.clone())
@@ -468,19 +484,33 @@ fn run(
     state.on_control(Control::Rescan(initial));
     state.publish();
     let nbindings = state.bindings().len();
+    let nqueues = queues.len();
+    let mut beats = Vec::new();
+    let mut queue_beats = Vec::new();
+    for (q, _, _) in &queues {
+        let b = Heartbeat::new(format!("nfq-{}", q.num));
+        beats.push(b.clone());
+        queue_beats.push(b);
+    }
+    let relay_beat = relay_sock.as_ref().map(|_| Heartbeat::new("relay"));
+    beats.extend(relay_beat.clone());
+    let inotify_beat = Heartbeat::new("inotify");
+    beats.push(inotify_beat.clone());
+    let state = state.with_heartbeats(beats);
     let state_thread = std::thread::Builder::new()
         .name("state".into())
         .spawn(move || state.run(ctrl_rx, relay_rx))
         .map_err(|e| format!("cannot start state thread: {e}"))?;
 
     let mut qnames = Vec::new();
-    for (q, responder, st) in queues {
+    for ((q, responder, st), beat) in queues.into_iter().zip(queue_beats) {
         qnames.push(format!("{} ({})", q.num, q.kind.name()));
-        nfqueue::spawn(q, responder, st).map_err(|e| format!("cannot start queue thread: {e}"))?;
+        nfqueue::spawn(q, responder, st, beat)
+            .map_err(|e| format!("cannot start queue thread: {e}"))?;
     }
-    if let Some(sock) = relay_sock {
+    if let (Some(sock), Some(beat)) = (relay_sock, relay_beat) {
         let ifaces = cfg.relay.interfaces.clone();
-        relay::spawn(sock, ifaces, relay_tx, relay_stats.clone())
+        relay::spawn(sock, ifaces, relay_tx, relay_stats.clone(), beat)
             .map_err(|e| format!("cannot start relay thread: {e}"))?;
         qnames.push(format!("udp {} (relay)", cfg.relay.port));
     } else {
@@ -490,7 +520,7 @@ fn run(
         .rescan_handle()
         .map_err(|e| format!("cannot start inotify thread: {e}"))?;
     watcher
-        .spawn(ctrl_tx.clone())
+        .spawn(ctrl_tx.clone(), inotify_beat)
         .map_err(|e| format!("cannot start inotify thread: {e}"))?;
 
     info!(
@@ -502,6 +532,24 @@ fn run(
     // The parent of a detached start exits now: the log must say so first.
     log::logger().flush();
     daemon::notify_ready();
+    if sdnotify::enabled() {
+        // systemd hears of readiness once the backend has answered (or
+        // failed to) too, within a bound.
+        if let Some(rx) = backend_checked {
+            if rx.recv_timeout(BACKEND_CHECK_WAIT).is_err() {
+                warn!(
+                    "backend not checked within {} s: reporting ready anyway",
+                    BACKEND_CHECK_WAIT.as_secs()
+                );
+            }
+        }
+        sdnotify::ready(&sdnotify::status_line(&sdnotify::Summary {
+            bindings: nbindings,
+            queues: nqueues,
+            answers_per_min: 0,
+            relay: backend.as_ref().map(|b| (0, b.name(), None)),
+        }));
+    }
 
     loop {
         let sig = match sigs.wait() {
@@ -510,6 +558,7 @@ fn run(
         };
         match sig {
             Signal::SIGTERM | Signal::SIGINT => {
+                sdnotify::stopping();
                 info!("{} received", sig.as_str());
                 let (ack_tx, ack_rx) = bounded(1);
                 if ctrl_tx.send(Control::Shutdown(ack_tx)).is_ok() {
@@ -525,6 +574,8 @@ fn run(
                     ""
                 };
                 info!("SIGHUP: {reopened}rescanning {}", datapath.display());
+                // READY=1 follows from the state thread once the rescan is applied.
+                sdnotify::reloading();
                 rescan.request();
             }
             Signal::SIGUSR1 => {

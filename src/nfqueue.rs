@@ -13,6 +13,7 @@ use log::warn;
 use crate::event::QueueKind;
 use crate::link::set_socket_int;
 use crate::responder::Responder;
+use crate::sdnotify::{self, Heartbeat};
 
 /// Kernel-side queue length: packets beyond it are dropped by the kernel.
 const QUEUE_MAXLEN: u32 = 4096;
@@ -59,17 +60,54 @@ pub fn spawn(
     bq: BoundQueue,
     responder: Responder,
     stats: Arc<QueueStats>,
+    heartbeat: Arc<Heartbeat>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
+    // Under systemd's watchdog an idle queue wakes up now and then to show
+    // that its thread is alive.
+    if sdnotify::watchdog().is_some() {
+        set_receive_timeout(bq.queue.as_raw_fd(), sdnotify::IDLE_WAKE)?;
+    }
     std::thread::Builder::new()
         .name(format!("nfq-{}", bq.num))
-        .spawn(move || run(bq, responder, &stats))
+        .spawn(move || run(bq, responder, &stats, &heartbeat))
+}
+
+fn set_receive_timeout(fd: std::os::fd::RawFd, t: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(t.subsec_micros()),
+    };
+    // SAFETY: fd is an open socket; tv outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            std::ptr::addr_of!(tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The queue whose thread stops answering after its first packet, when the
+/// environment names it: how the watchdog's restart is tested.
+const STALL_VARIABLE: &str = "NFDHCPD_TEST_STALL_QUEUE";
+
+fn stalls(num: u16) -> bool {
+    std::env::var(STALL_VARIABLE).is_ok_and(|v| v.trim().parse::<u16>() == Ok(num))
 }
 
 /// Drop verdicts held back at most before they go out in one message.
 const BATCH: u32 = 64;
 
-fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
+fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: &Heartbeat) {
     let BoundQueue { num, mut queue, .. } = bq;
+    let stall = stalls(num);
     let mut failures = 0u32;
     // Drops are sent in one batch verdict: the id of the newest packet
     // dropped, and how many wait. Any other verdict sends them first.
@@ -86,6 +124,7 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
         }
     };
     loop {
+        heartbeat.beat();
         // Wait only when nothing is held: held drops go out as soon as the
         // socket is empty.
         queue.set_nonblocking(held.is_some());
@@ -121,6 +160,12 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats) {
             }
         };
         stats.received.fetch_add(1, Ordering::Relaxed);
+        if stall {
+            warn!("queue {num}: stalled on purpose ({STALL_VARIABLE})");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         match responder.handle(&msg) {
             nfq::Verdict::Drop => {
                 held = Some(msg.get_packet_id());

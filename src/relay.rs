@@ -18,6 +18,7 @@ use nix::sys::socket::{
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::link::Link;
+use crate::sdnotify::{self, Heartbeat};
 
 /// Longest datagram read; DHCP messages over this are not sane.
 const MAX_DATAGRAM: usize = 4096;
@@ -107,11 +108,16 @@ pub fn spawn(
     interfaces: Vec<String>,
     tx: Sender<RelayPacket>,
     stats: Arc<RelayStats>,
+    heartbeat: Arc<Heartbeat>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
+    // Under systemd's watchdog an idle socket wakes the thread now and then.
+    if sdnotify::watchdog().is_some() {
+        sock.set_read_timeout(Some(sdnotify::IDLE_WAKE))?;
+    }
     std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
-            if let Err(e) = run(sock, &interfaces, tx, &stats) {
+            if let Err(e) = run(sock, &interfaces, tx, &stats, &heartbeat) {
                 error!("relay thread stopped: {e}");
             }
         })
@@ -122,11 +128,13 @@ fn run(
     interfaces: &[String],
     tx: Sender<RelayPacket>,
     stats: &RelayStats,
+    heartbeat: &Heartbeat,
 ) -> io::Result<()> {
     let link = Link::new()?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut cmsg_buf = nix::cmsg_space!(libc::in_pktinfo);
     loop {
+        heartbeat.beat();
         let (len, src, pktinfo) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = match recvmsg::<SockaddrIn>(
@@ -136,7 +144,7 @@ fn run(
                 MsgFlags::empty(),
             ) {
                 Ok(m) => m,
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
                 Err(e) => {
                     warn!("relay socket: receive failed: {e}");
                     std::thread::sleep(Duration::from_millis(10));

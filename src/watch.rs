@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -23,6 +24,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::binding::{self, BindingError, MAX_FILE_SIZE};
 use crate::daemon::Identity;
 use crate::event::{Control, FileError, FileRead};
+use crate::sdnotify::{self, Heartbeat};
 
 /// Files read in one rescan at most; a directory with more is cut short (and logged).
 const MAX_FILES: usize = 100_000;
@@ -347,10 +349,14 @@ impl Watcher {
         Ok(RescanHandle(self.wake_tx.try_clone()?))
     }
 
-    pub fn spawn(self, tx: Sender<Control>) -> io::Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(
+        self,
+        tx: Sender<Control>,
+        heartbeat: Arc<Heartbeat>,
+    ) -> io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("inotify".into())
-            .spawn(move || self.run(tx))
+            .spawn(move || self.run(tx, &heartbeat))
     }
 
     /// Logs, once per cause, that the directory cannot be read, and asks
@@ -436,17 +442,24 @@ impl Watcher {
         }
     }
 
-    fn run(mut self, tx: Sender<Control>) {
+    fn run(mut self, tx: Sender<Control>, heartbeat: &Heartbeat) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut next_retry = Instant::now() + RETRY;
+        // Under systemd's watchdog the thread wakes up now and then.
+        let idle = sdnotify::watchdog().map(|_| sdnotify::IDLE_WAKE);
         loop {
+            heartbeat.beat();
             let retrying = self.wd.is_none() || self.dir_trouble.is_some();
             let timeout = retrying.then(|| next_retry.saturating_duration_since(Instant::now()));
+            let timeout = match (timeout, idle) {
+                (Some(t), Some(i)) => Some(t.min(i)),
+                (t, i) => t.or(i),
+            };
             let (events, requested) = self.wait(timeout);
             if requested {
                 let mut sink = [0u8; 64];
                 while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
-                if !self.rescan(&tx) {
+                if !self.rescan(&tx) || tx.send(Control::Reloaded).is_err() {
                     return;
                 }
             }

@@ -5,9 +5,11 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -69,11 +71,19 @@ impl OpsLab {
 
     /// Starts `nfdhcpd -f -d` and waits for "ready:" in its log file.
     fn start(&mut self) -> u32 {
+        self.start_env(&[])
+    }
+
+    /// The same, with these environment variables set.
+    fn start_env(&mut self, env: &[(&str, String)]) -> u32 {
         let bin = env!("CARGO_BIN_EXE_nfdhcpd");
-        let cmd = self
+        let mut cmd = self
             .lab
             .host
             .command(&[bin, "-f", "-d", "-c", self.conf.to_str().unwrap()]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let pid = self.lab.host.spawn_cmd(cmd, &self.stderr_path());
         self.pid = Some(pid);
         let ready = poll(READY_TIMEOUT, || {
@@ -433,5 +443,164 @@ fn landlock_confines_files_to_its_directories() {
     assert_eq!(
         lease.expect_bound().ip(),
         Some("192.0.2.100".parse().unwrap())
+    );
+}
+
+/// What a daemon told the notification socket, with when.
+struct Notes {
+    got: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Notes {
+    /// Reads `sock` in a thread of its own until the test ends.
+    fn listen(sock: UnixDatagram) -> Notes {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        g.lock().unwrap().push((Instant::now(), m));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Arc::strong_count(&g) == 1 {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Notes { got }
+    }
+
+    fn all(&self) -> Vec<(Instant, String)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits for a message after `since` that contains `needle`; its text.
+    fn wait(&self, needle: &str, since: Instant, limit: Duration) -> String {
+        let found = poll(limit, || {
+            self.all()
+                .into_iter()
+                .find(|(t, m)| *t >= since && m.contains(needle))
+                .map(|(_, m)| m)
+        });
+        found.unwrap_or_else(|| panic!("no {needle:?} within {limit:?}: {:?}", self.all()))
+    }
+
+    fn pings_between(&self, from: Instant, to: Instant) -> usize {
+        self.all()
+            .iter()
+            .filter(|(t, m)| *t >= from && *t <= to && m == "WATCHDOG=1")
+            .count()
+    }
+}
+
+/// Started the way systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC,
+/// JOURNAL_STREAM naming its stderr): READY=1 with a STATUS= line once
+/// the queue and the binding are in force, the watchdog fed while idle,
+/// RELOADING=1 with MONOTONIC_USEC and READY=1 around a SIGHUP rescan,
+/// STOPPING=1 at SIGTERM; stderr lines carry their syslog priority.
+#[test]
+fn systemd_notification_protocol() {
+    let Some(mut ops) = OpsLab::new("sd_notify", "user = nobody") else {
+        return;
+    };
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let path = ops.lab.tmp.join("notify.sock");
+    let notes = Notes::listen(UnixDatagram::bind(&path).unwrap());
+    // The daemon's stderr, as systemd names it in JOURNAL_STREAM.
+    fs::write(ops.stderr_path(), "").unwrap();
+    let md = fs::metadata(ops.stderr_path()).unwrap();
+    let t0 = Instant::now();
+    let pid = ops.start_env(&[
+        ("NOTIFY_SOCKET", path.display().to_string()),
+        ("WATCHDOG_USEC", "4000000".into()),
+        ("JOURNAL_STREAM", format!("{}:{}", md.dev(), md.ino())),
+    ]);
+    let ready = notes.wait("READY=1", t0, Duration::from_secs(5));
+    assert!(
+        ready.contains("STATUS=1 bindings, 1 queues, 0 answers/min"),
+        "{ready}"
+    );
+    // Idle for two intervals: every thread wakes up to show it is alive.
+    let idle = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let pings = notes.pings_between(idle, Instant::now());
+    assert!(pings >= 4, "{pings} WATCHDOG=1 in 8 s: {:?}", notes.all());
+    assert!(!ops.log().contains("shows no progress"), "{}", ops.log());
+    g0.dhclient(&ClientOpts::default()).expect_bound();
+
+    let hup = Instant::now();
+    signal(pid, "HUP");
+    let reloading = notes.wait("RELOADING=1", hup, Duration::from_secs(5));
+    assert!(reloading.contains("\nMONOTONIC_USEC="), "{reloading}");
+    let after = notes.wait("READY=1", hup, Duration::from_secs(5));
+    assert!(after.contains("STATUS=1 bindings"), "{after}");
+
+    // A warning, at warning priority on stderr.
+    fs::write(ops.lab.bindings.join("tap9"), "MAC=not-a-mac\n").unwrap();
+    ops.wait_log("bindings/tap9: MAC");
+    let term = Instant::now();
+    signal(pid, "TERM");
+    notes.wait("STOPPING=1", term, Duration::from_secs(2));
+    assert!(ops.lab.host.stop(pid, Duration::from_secs(2)).is_some());
+    let stderr = ops.stderr();
+    assert!(stderr.contains("<6>info: ready: queues"), "{stderr}");
+    assert!(stderr.contains("<4>warning: binding file "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("<6>info: tap0 {MAC0} DHCPREQUEST")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nfdhcpd: info:"), "{stderr}");
+}
+
+/// A queue thread that stops making progress (stalled on purpose after its
+/// first packet) starves the watchdog: the stall is named in the log and no
+/// WATCHDOG=1 follows, so systemd restarts the daemon.
+#[test]
+fn watchdog_starves_when_a_queue_thread_stalls() {
+    let Some(mut ops) = OpsLab::new("sd_watchdog", "user = nobody") else {
+        return;
+    };
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let path = ops.lab.tmp.join("notify.sock");
+    let notes = Notes::listen(UnixDatagram::bind(&path).unwrap());
+    let t0 = Instant::now();
+    let pid = ops.start_env(&[
+        ("NOTIFY_SOCKET", path.display().to_string()),
+        ("WATCHDOG_USEC", "4000000".into()),
+        ("NFDHCPD_TEST_STALL_QUEUE", "42".into()),
+    ]);
+    notes.wait("READY=1", t0, Duration::from_secs(5));
+    notes.wait("WATCHDOG=1", t0, Duration::from_secs(5));
+    // The request wedges the queue thread: no answer.
+    let lease = g0.udhcpc(&ClientOpts {
+        timeout: 2,
+        ..ClientOpts::default()
+    });
+    assert!(!lease.bound, "answered by a stalled queue");
+    ops.wait_log("queue 42: stalled on purpose");
+    let found = poll(Duration::from_secs(10), || {
+        ops.log()
+            .contains("thread nfq-42 shows no progress")
+            .then_some(Instant::now())
+    });
+    let starved = found.unwrap_or_else(|| panic!("stall not noticed:\n{}", ops.log()));
+    std::thread::sleep(Duration::from_secs(6));
+    let pings = notes.pings_between(starved, Instant::now());
+    assert_eq!(pings, 0, "watchdog still fed: {:?}", notes.all());
+    assert!(
+        ops.lab.host.exited(pid).is_none(),
+        "daemon exited by itself"
     );
 }

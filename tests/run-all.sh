@@ -23,6 +23,7 @@ APT_PACKAGES=(
     isc-dhcp-client udhcpc busybox dhcpcd5 ndisc6 dnsmasq-base
     iptables iproute2 tcpdump socat procps isc-dhcp-relay python3
     qemu-system-x86 ipxe-qemu
+    debootstrap systemd-container dpkg-dev debhelper
 )
 
 NAUTOBOT_SCRIPTS=${NFDT_NAUTOBOT_SCRIPTS:-$PWD/tests/nautobot}
@@ -190,6 +191,7 @@ main() {
     step fuzz fuzz_briefly
     # Builds, lints, installs, runs and purges the .deb (in its own namespaces).
     step "debian package" tests/package.sh
+    step "systemd (nspawn)" tests/systemd.sh
 
     printf '\n==== summary ====\n'
     printf '%s\n' "${SUMMARY[@]}"

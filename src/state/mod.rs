@@ -20,9 +20,12 @@ use crate::nfqueue::QueueStats;
 use crate::proto::ndp;
 use crate::relay::RelayPacket;
 use crate::responder::{Answers, BindingMap, Published};
+use crate::sdnotify::{self, Heartbeat};
 
 /// How often the metrics file is rewritten.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often systemd's STATUS= line is renewed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Warnings of one kind are logged at most this often; the rest are counted.
 pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -170,6 +173,12 @@ pub struct State {
     relay: Option<relay::RelaySide>,
     relay_stats: Option<Arc<crate::relay::RelayStats>>,
     metrics: Option<crossbeam_channel::Sender<String>>,
+    /// The worker threads' signs of life, checked before each watchdog ping.
+    heartbeats: Vec<Arc<Heartbeat>>,
+    /// Threads found stalled at the last watchdog check (logged once).
+    stalled: Vec<String>,
+    /// Answers counted at the last status update, and when.
+    answers_seen: (u64, Instant),
 }
 
 impl State {
@@ -197,6 +206,9 @@ impl State {
             relay: None,
             relay_stats: None,
             metrics: None,
+            heartbeats: Vec::new(),
+            stalled: Vec::new(),
+            answers_seen: (0, Instant::now()),
         })
     }
 
@@ -214,6 +226,13 @@ impl State {
     /// Renders the counters every few seconds for the metrics writer.
     pub fn with_metrics(mut self, tx: crossbeam_channel::Sender<String>) -> State {
         self.metrics = Some(tx);
+        self
+    }
+
+    /// Feeds systemd's watchdog only while every one of these threads shows
+    /// progress.
+    pub fn with_heartbeats(mut self, beats: Vec<Arc<Heartbeat>>) -> State {
+        self.heartbeats = beats;
         self
     }
 
@@ -243,6 +262,17 @@ impl State {
         } else {
             crossbeam_channel::never()
         };
+        // Under systemd only: STATUS= kept current, and the watchdog fed.
+        let status_tick = if sdnotify::enabled() {
+            crossbeam_channel::tick(STATUS_INTERVAL)
+        } else {
+            crossbeam_channel::never()
+        };
+        let watchdog = sdnotify::watchdog();
+        let watchdog_tick = match watchdog {
+            Some(w) => crossbeam_channel::tick(w / 3),
+            None => crossbeam_channel::never(),
+        };
         loop {
             select_biased! {
                 recv(ctrl) -> c => match c {
@@ -261,6 +291,7 @@ impl State {
                     }
                     Err(_) => return,
                 },
+                recv(watchdog_tick) -> _ => self.feed_watchdog(watchdog.unwrap_or_default() / 2),
                 // A source without senders (mode not enabled) is never read again.
                 recv(relayed) -> p => match (p, self.relay.as_mut()) {
                     (Ok(p), Some(r)) => r.on_packet(p, SystemTime::now()),
@@ -273,8 +304,57 @@ impl State {
                         let _ = tx.try_send(self.render_metrics());
                     }
                 },
+                recv(status_tick) -> _ => sdnotify::status(&self.status_line()),
             }
         }
+    }
+
+    /// WATCHDOG=1, unless a worker thread has not shown progress (or
+    /// idleness) within `limit`: then systemd restarts the daemon when the
+    /// watchdog interval runs out.
+    fn feed_watchdog(&mut self, limit: Duration) {
+        let now = sdnotify::monotonic_usec() / 1000;
+        let stalled: Vec<String> = sdnotify::stalled(&self.heartbeats, now, limit)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if stalled.is_empty() {
+            if !self.stalled.is_empty() {
+                info!("all threads make progress again: watchdog fed");
+            }
+            sdnotify::watchdog_ping();
+        } else if stalled != self.stalled {
+            warn!(
+                "thread {} shows no progress for {} ms or more: watchdog not fed, \
+                 systemd will restart the daemon",
+                stalled.join(", "),
+                limit.as_millis()
+            );
+        }
+        self.stalled = stalled;
+    }
+
+    /// One line for `systemctl status`: what is in force, and the traffic
+    /// since the last line.
+    pub fn status_line(&mut self) -> String {
+        let mut total: u64 = self.stats.answers.values().sum();
+        for q in &self.queues {
+            if let Ok(a) = q.answers.lock() {
+                total += a.answers.values().sum::<u64>();
+            }
+        }
+        if let Some(r) = &self.relay {
+            total += r.stats.answers.values().sum::<u64>();
+        }
+        let (before, since) = self.answers_seen;
+        let now = Instant::now();
+        self.answers_seen = (total, now);
+        sdnotify::status_line(&sdnotify::Summary {
+            bindings: self.bindings.len(),
+            queues: self.queues.len(),
+            answers_per_min: sdnotify::per_minute(before, total, now - since),
+            relay: self.relay.as_ref().map(|r| r.status()),
+        })
     }
 
     /// Unsolicited RA to every binding with SUBNET6 whose interface exists
@@ -367,6 +447,10 @@ impl State {
             Control::Binding { name, read } => self.apply(name, *read, true),
             Control::Rescan(all) => self.rescan(all),
             Control::Dump => self.dump(),
+            Control::Reloaded => {
+                self.publish();
+                sdnotify::ready(&self.status_line());
+            }
             Control::Backend(r) => {
                 if let Some(relay) = self.relay.as_mut() {
                     relay.on_result(*r);

@@ -133,6 +133,8 @@ pub struct RelaySide {
     pub stats: RelayCounters,
     warn: WarnLimiter,
     backend: &'static str,
+    /// Whether the backend's last job succeeded; None before the first.
+    backend_ok: Option<bool>,
 }
 
 impl RelaySide {
@@ -157,6 +159,7 @@ impl RelaySide {
             stats: RelayCounters::default(),
             warn: WarnLimiter::default(),
             backend,
+            backend_ok: None,
         }
     }
 
@@ -309,6 +312,7 @@ impl RelaySide {
                 _ => self.outstanding.sub(origin),
             }
         }
+        self.backend_ok = Some(r.outcome.is_ok());
         match &r.outcome {
             Err(e) => {
                 bump(&mut self.stats.backend_errors, e.name());
@@ -402,6 +406,11 @@ impl RelaySide {
                 }
             }
         }
+    }
+
+    /// Leases in flight, the backend's name and whether its last job succeeded.
+    pub fn status(&self) -> (usize, &'static str, Option<bool>) {
+        (self.pending.len(), self.backend, self.backend_ok)
     }
 
     pub fn metrics(&self, t: &mut crate::metrics::Text) {
