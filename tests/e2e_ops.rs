@@ -501,6 +501,18 @@ impl Notes {
     }
 }
 
+/// A lab running as nobody with guest tap0 bound, and the socket the
+/// daemon's notifications are read from.
+fn notified_lab(test: &str) -> Option<(OpsLab, Guest, PathBuf, Notes)> {
+    let ops = OpsLab::new(test, "user = nobody")?;
+    let g0 = ops.lab.guest("tap0", MAC0);
+    ops.lab
+        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
+    let path = ops.lab.tmp.join("notify.sock");
+    let notes = Notes::listen(UnixDatagram::bind(&path).unwrap());
+    Some((ops, g0, path, notes))
+}
+
 /// Started the way systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC,
 /// JOURNAL_STREAM naming its stderr): READY=1 with a STATUS= line once
 /// the queue and the binding are in force, the watchdog fed while idle,
@@ -508,14 +520,9 @@ impl Notes {
 /// STOPPING=1 at SIGTERM; stderr lines carry their syslog priority.
 #[test]
 fn systemd_notification_protocol() {
-    let Some(mut ops) = OpsLab::new("sd_notify", "user = nobody") else {
+    let Some((mut ops, g0, path, notes)) = notified_lab("sd_notify") else {
         return;
     };
-    let g0 = ops.lab.guest("tap0", MAC0);
-    ops.lab
-        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
-    let path = ops.lab.tmp.join("notify.sock");
-    let notes = Notes::listen(UnixDatagram::bind(&path).unwrap());
     // The daemon's stderr, as systemd names it in JOURNAL_STREAM.
     fs::write(ops.stderr_path(), "").unwrap();
     let md = fs::metadata(ops.stderr_path()).unwrap();
@@ -567,14 +574,9 @@ fn systemd_notification_protocol() {
 /// WATCHDOG=1 follows, so systemd restarts the daemon.
 #[test]
 fn watchdog_starves_when_a_queue_thread_stalls() {
-    let Some(mut ops) = OpsLab::new("sd_watchdog", "user = nobody") else {
+    let Some((mut ops, g0, path, notes)) = notified_lab("sd_watchdog") else {
         return;
     };
-    let g0 = ops.lab.guest("tap0", MAC0);
-    ops.lab
-        .write_binding(&Binding::new("tap0", "192.0.2.100", MAC0));
-    let path = ops.lab.tmp.join("notify.sock");
-    let notes = Notes::listen(UnixDatagram::bind(&path).unwrap());
     let t0 = Instant::now();
     let pid = ops.start_env(&[
         ("NOTIFY_SOCKET", path.display().to_string()),
