@@ -45,6 +45,9 @@ fn open() -> io::Result<Option<Notifier>> {
         return Ok(None);
     };
     let sock = UnixDatagram::unbound()?;
+    // A notification systemd cannot take now is dropped: the state thread,
+    // which sends most of them, must never wait on it.
+    sock.set_nonblocking(true)?;
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
