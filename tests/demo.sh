@@ -93,6 +93,9 @@ h ip6tables -t mangle -S PREROUTING | sed 's/^/   /'
 
 echo "== config: etc/nfdhcpd.conf with paths moved to $TMP"
 mkdir -p "$TMP/bindings" "$TMP/log"
+# As the package does for /var/log/nfdhcpd: the log directory belongs to the
+# user the daemon runs as, so that it can make the file anew after a rotation.
+chown nobody "$TMP/log"
 if [[ -f etc/nfdhcpd.conf ]]; then
     sed -e "s|^pidfile *=.*|pidfile = $TMP/nfdhcpd.pid|" \
         -e "s|^datapath *=.*|datapath = $TMP/bindings|" \
