@@ -327,12 +327,13 @@ pub fn notify_failed(err: &str) -> bool {
 /// Whether `id` may create files in `dir`, by its mode bits (uid 0 always may).
 pub fn writable_by(dir: &Path, id: &Identity) -> bool {
     use std::os::unix::fs::MetadataExt;
+    if id.uid == 0 {
+        return true;
+    }
     let Ok(m) = fs::metadata(dir) else {
         return false;
     };
-    let bits = if id.uid == 0 {
-        return true;
-    } else if m.uid() == id.uid {
+    let bits = if m.uid() == id.uid {
         0o300
     } else if m.gid() == id.gid {
         0o030
