@@ -38,20 +38,34 @@ BOOT_LIMIT=420
 TMP=""
 CONTAINER_PID=""
 
+# descendants PID: every process below PID, children first.
+descendants() {
+	local child
+	for child in $(pgrep -P "$1"); do
+		echo "$child"
+		descendants "$child"
+	done
+}
+
 cleanup() {
 	local rc=$?
 	set +e
 	if [ -n "$CONTAINER_PID" ] && kill -0 "$CONTAINER_PID" 2>/dev/null; then
-		# script(1) runs systemd-nspawn: stop the container itself, by PID.
-		local nspawn
-		nspawn=$(pgrep -P "$CONTAINER_PID")
-		[ -n "$nspawn" ] && kill -TERM "$nspawn" 2>/dev/null
+		# script(1) runs timeout(1), which runs systemd-nspawn, whose
+		# children are the container's processes: all of them by PID.
+		local tree nspawn
+		tree=$(descendants "$CONTAINER_PID")
+		nspawn=$(for p in $tree; do
+			[ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd-nspawn ] && echo "$p"
+		done)
+		# shellcheck disable=SC2086
+		[ -n "$nspawn" ] && kill -TERM $nspawn 2>/dev/null
 		for _ in $(seq 50); do
 			kill -0 "$CONTAINER_PID" 2>/dev/null || break
 			sleep 0.2
 		done
-		[ -n "$nspawn" ] && kill -KILL "$nspawn" 2>/dev/null
-		kill -KILL "$CONTAINER_PID" 2>/dev/null
+		# shellcheck disable=SC2086
+		kill -KILL $tree "$CONTAINER_PID" 2>/dev/null
 	fi
 	if [ -n "$TMP" ]; then
 		if [ "${NFDHCPD_SD_KEEP:-}" = 1 ]; then
@@ -170,10 +184,23 @@ echo "booting the container"
 t_boot=$(date +%s.%N)
 # script(1) gives the container a terminal: systemd-nspawn only boots with
 # its console on one here.
-script -qfec "timeout $BOOT_LIMIT systemd-nspawn -q -b -D '$ROOT' --private-network \
+# timeout(1) asks nspawn to shut the container down (SIGTERM) and kills it
+# 30 s later if the container does not stop.
+script -qfec "timeout -k 30 $BOOT_LIMIT systemd-nspawn -q -b -D '$ROOT' --private-network \
 	--register=no --keep-unit --bind='$TMP/results:/results' \
 	--capability=CAP_NET_ADMIN,CAP_NET_RAW" "$TMP/console.log" </dev/null >/dev/null 2>&1 &
 CONTAINER_PID=$!
+# And should script(1) itself not return, the same limit applies here:
+# cleanup stops the container by PID.
+deadline=$(($(date +%s) + BOOT_LIMIT + 60))
+while kill -0 "$CONTAINER_PID" 2>/dev/null; do
+	if [ "$(date +%s)" -ge "$deadline" ]; then
+		echo "FAIL - the container still runs after $((BOOT_LIMIT + 60)) s"
+		tr -d '\r' <"$TMP/console.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -n 60
+		exit 1
+	fi
+	sleep 1
+done
 wait "$CONTAINER_PID" || true
 CONTAINER_PID=""
 if [ -s "$TMP/results/booted" ]; then
