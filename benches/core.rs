@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput};
 
-use nfdhcpd::binding::{self, Binding};
-use nfdhcpd::mac::MacAddr;
-use nfdhcpd::proto::frame6::{
+use nfdhcpd::core::binding::{self, Binding};
+use nfdhcpd::core::frame6::{
     finish_icmpv6_frame, udp6_frame, Ipv6Addressing, ETHERNET_HEADER_LEN, ICMPV6_OFFSET,
 };
-use nfdhcpd::proto::{dhcp4, dhcp6, frame, ndp, relay4};
+use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::core::{dhcp4, dhcp6, frame, ndp, relay4};
 
 /// Counts every allocation, so that the allocations of one answer can be
 /// printed next to its time. The relaxed increment costs about a nanosecond,

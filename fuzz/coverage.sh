@@ -15,10 +15,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # The sources each target exercises, as llvm-cov names them (relative to
 # src/); the rest of the crate is linked in but not reachable from the target.
 declare -A FILES=(
-    [dhcp4_nfqueue]='^proto/(dhcp4|bootp|frame)\.rs'
-    [relay4]='^proto/(relay4|bootp)\.rs'
-    [dhcp6]='^proto/(dhcp6|frame6)\.rs'
-    [ndp_rs_ns]='^proto/(ndp|frame6)\.rs'
+    [dhcp4_nfqueue]='^core/(dhcp4|bootp|frame)\.rs'
+    [relay4]='^core/(relay4|bootp)\.rs'
+    [dhcp6]='^core/(dhcp6|frame6)\.rs'
+    [ndp_rs_ns]='^core/(ndp|frame6)\.rs'
     [binding_file]='^(binding|mac)\.rs'
     [config]='^config\.rs'
     [nautobot_json]='^(backend/(nautobot|pool)|fuzzing)\.rs'

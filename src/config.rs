@@ -16,8 +16,8 @@ use std::str::FromStr;
 
 use configparser::ini::Ini;
 
-use crate::proto::boot::{self, BootConfig};
-use crate::ratelimit::Limits;
+use crate::core::boot::{self, BootConfig};
+use crate::host::ratelimit::Limits;
 
 pub const DEFAULT_PATH: &str = "/etc/nfdhcpd/nfdhcpd.conf";
 

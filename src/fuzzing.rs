@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::backend::pool::{self, Pool};
 use crate::backend::BootClient;
 use crate::backend::{nautobot, netbox};
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 const BOOT_CLIENTS: [BootClient; 5] = [
     BootClient::None,

@@ -1,23 +1,16 @@
 //! nfdhcpd: DHCP, DHCPv6 and Router Advertisement server for VM hosts
 //! (NFQUEUE), and a relay-mode DHCP server for datacenter BMCs.
+//!
+//! `core` holds the pure protocol decisions; `host` the VM-host mode's
+//! threads, `relay` the relay mode's, `backend` the lease stores of relay
+//! mode; `daemon` starts and wires every thread; `config` reads the
+//! configuration. ARCHITECTURE.md draws the whole.
 
 pub mod backend;
-pub mod binding;
 pub mod config;
+pub mod core;
 pub mod daemon;
-pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod link;
-pub mod logging;
-pub mod mac;
-pub mod metrics;
-pub mod nfqueue;
-pub mod proto;
-pub mod ratelimit;
+pub mod host;
 pub mod relay;
-pub mod responder;
-pub mod sandbox;
-pub mod sdnotify;
-pub mod state;
-pub mod watch;

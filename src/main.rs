@@ -13,18 +13,19 @@ use nix::sys::signal::{SigSet, Signal};
 use nfdhcpd::backend::{nautobot, netbox, workers, Backend};
 use nfdhcpd::config::BackendKind;
 use nfdhcpd::config::{self, Config};
-use nfdhcpd::daemon::{self, PidFile};
-use nfdhcpd::event::{Control, QueueKind};
-use nfdhcpd::link::FrameSender;
-use nfdhcpd::nfqueue::{self, BoundQueue, QueueStats};
-use nfdhcpd::proto::relay4;
-use nfdhcpd::relay::{self, RelayPacket, RelaySender, RelayStats};
-use nfdhcpd::responder::{Answers, Published, Responder, Shared};
-use nfdhcpd::sandbox::Enforced;
-use nfdhcpd::sdnotify::{self, Heartbeat};
-use nfdhcpd::state::relay::{RelayLimits, RelaySide};
-use nfdhcpd::state::{QueueView, Settings, State, Stats, WarnLimiter};
-use nfdhcpd::{logging, watch};
+use nfdhcpd::core::relay4;
+use nfdhcpd::daemon::event::{Control, QueueKind};
+use nfdhcpd::daemon::logging;
+use nfdhcpd::daemon::process::{self, PidFile};
+use nfdhcpd::daemon::sandbox::Enforced;
+use nfdhcpd::daemon::sdnotify::{self, Heartbeat};
+use nfdhcpd::daemon::state::{QueueView, Settings, State, Stats, WarnLimiter};
+use nfdhcpd::host::link::FrameSender;
+use nfdhcpd::host::queue::{self, BoundQueue, QueueStats};
+use nfdhcpd::host::responder::{Answers, Published, Responder, Shared};
+use nfdhcpd::host::watch;
+use nfdhcpd::relay::pending::{RelayLimits, RelaySide};
+use nfdhcpd::relay::socket::{self as relay, RelayPacket, RelaySender, RelayStats};
 
 /// Control events (binding changes, signals); senders wait rather than drop.
 const CONTROL_CHANNEL: usize = 1024;
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
     }
     // A user that does not exist is a configuration error, found by
     // --check-config too rather than at the next start.
-    let identity = match cfg.general.user.as_deref().map(daemon::resolve_user) {
+    let identity = match cfg.general.user.as_deref().map(process::resolve_user) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -200,7 +201,7 @@ fn main() -> ExitCode {
             error!("{e}");
             // A detached start's parent is still waiting: it prints this.
             // Before the fork, the operator's terminal is still ours.
-            if !daemon::notify_failed(&e) && !cli.foreground {
+            if !process::notify_failed(&e) && !cli.foreground {
                 eprintln!("nfdhcpd: {e}");
             }
             ExitCode::from(1)
@@ -250,8 +251,8 @@ fn vm_host_settings(cfg: &Config) -> Settings {
 }
 
 /// Whom to switch to: only root can switch; staying root is worth a warning.
-fn switch_target(identity: Option<daemon::Identity>) -> Option<daemon::Identity> {
-    let me = daemon::Identity::current();
+fn switch_target(identity: Option<process::Identity>) -> Option<process::Identity> {
+    let me = process::Identity::current();
     match (identity, me.uid == 0) {
         (Some(id), true) => Some(id),
         (Some(id), false) => {
@@ -277,7 +278,7 @@ fn switch_target(identity: Option<daemon::Identity>) -> Option<daemon::Identity>
 fn run(
     cli: &Cli,
     cfg: &Config,
-    identity: Option<daemon::Identity>,
+    identity: Option<process::Identity>,
     logger: &'static logging::Logger,
 ) -> Result<(), String> {
     // Signals are taken synchronously by this thread; every other thread inherits the mask.
@@ -299,10 +300,10 @@ fn run(
     }
 
     PidFile::check(&cfg.general.pidfile).map_err(|e| e.to_string())?;
-    daemon::check_capabilities().map_err(|e| e.to_string())?;
+    process::check_capabilities().map_err(|e| e.to_string())?;
     let target = switch_target(identity);
     if let (Some(dir), Some(id)) = (&cfg.general.logdir, &target) {
-        if dir.is_dir() && !daemon::writable_by(dir, id) {
+        if dir.is_dir() && !process::writable_by(dir, id) {
             warn!(
                 "logdir {}: not writable by {} (uid {}): after a rotation the log file \
                  can only be reopened if the rotation creates it",
@@ -365,7 +366,7 @@ fn run(
         .map_err(|e| format!("cannot start inotify: {e}"))?;
 
     if !cli.foreground {
-        daemon::detach().map_err(|e| e.to_string())?;
+        process::detach().map_err(|e| e.to_string())?;
     }
     let _pidfile = PidFile::create(
         &cfg.general.pidfile,
@@ -375,14 +376,14 @@ fn run(
     if let Some(id) = &target {
         logger.chown_file(id.uid, id.gid);
     }
-    daemon::drop_privileges(target.as_ref()).map_err(|e| e.to_string())?;
-    let me = daemon::Identity::current();
+    process::drop_privileges(target.as_ref()).map_err(|e| e.to_string())?;
+    let me = process::Identity::current();
     info!(
         "running as {} (uid {}, gid {}) with CAP_NET_ADMIN and CAP_NET_RAW only",
         me.name, me.uid, me.gid
     );
     // Before any other thread starts: they all inherit it.
-    match nfdhcpd::sandbox::restrict(cfg) {
+    match nfdhcpd::daemon::sandbox::restrict(cfg) {
         Ok(Enforced::Fully) => info!("file access confined to the daemon's directories (Landlock)"),
         Ok(Enforced::Partially) => {
             info!("file access confined to the daemon's directories (Landlock, partly)")
@@ -476,7 +477,7 @@ fn run(
         backend_checked = Some(done_rx);
     }
     if let Some(path) = &cfg.general.metrics_file {
-        let tx = nfdhcpd::metrics::spawn_writer(path.clone())
+        let tx = nfdhcpd::daemon::metrics::spawn_writer(path.clone())
             .map_err(|e| format!("cannot start metrics writer: {e}"))?;
         state = state.with_metrics(tx);
     }
@@ -505,7 +506,7 @@ fn run(
     let mut qnames = Vec::new();
     for ((q, responder, st), beat) in queues.into_iter().zip(queue_beats) {
         qnames.push(format!("{} ({})", q.num, q.kind.name()));
-        nfqueue::spawn(q, responder, st, beat)
+        queue::spawn(q, responder, st, beat)
             .map_err(|e| format!("cannot start queue thread: {e}"))?;
     }
     if let (Some(sock), Some(beat)) = (relay_sock, relay_beat) {
@@ -531,7 +532,7 @@ fn run(
     );
     // The parent of a detached start exits now: the log must say so first.
     log::logger().flush();
-    daemon::notify_ready();
+    process::notify_ready();
     if sdnotify::enabled() {
         // systemd hears of readiness once the backend has answered (or
         // failed to) too, within a bound.

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::relay::in_netns;
 use common::*;
-use nfdhcpd::mac::MacAddr;
-use nfdhcpd::proto::frame::{self, Udp4Addressing};
-use nfdhcpd::proto::frame6::{self, finish_icmpv6_frame, Ipv6Addressing, ICMPV6_OFFSET};
-use nfdhcpd::proto::ndp;
+use nfdhcpd::core::frame::{self, Udp4Addressing};
+use nfdhcpd::core::frame6::{self, finish_icmpv6_frame, Ipv6Addressing, ICMPV6_OFFSET};
+use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::core::ndp;
 
 const FLOODER: &str = "aa:6b:39:22:33:44";
 const VICTIM: &str = "aa:6b:39:22:33:55";

@@ -25,8 +25,8 @@ use nfdhcpd::backend::{
     Outcome, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use nfdhcpd::config::BackendConf;
-use nfdhcpd::logging::utc_timestamp;
-use nfdhcpd::mac::MacAddr;
+use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::daemon::logging::utc_timestamp;
 use serde_json::{json, Value};
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";

@@ -23,7 +23,7 @@ use nfdhcpd::backend::{
     Outcome, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use nfdhcpd::config::BackendConf;
-use nfdhcpd::mac::MacAddr;
+use nfdhcpd::core::mac::MacAddr;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -56,7 +56,7 @@ fn now() -> SystemTime {
 
 /// How the backend writes a time.
 fn stamp(t: SystemTime) -> String {
-    let s = nfdhcpd::logging::utc_timestamp(t);
+    let s = nfdhcpd::daemon::logging::utc_timestamp(t);
     format!("{}+00:00", s.trim_end_matches('Z'))
 }
 

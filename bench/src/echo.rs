@@ -10,14 +10,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use nfdhcpd::binding;
+use nfdhcpd::core::binding;
 use nfdhcpd::config::Config;
-use nfdhcpd::link::{FrameSender, Link};
+use nfdhcpd::host::link::{FrameSender, Link};
 
 use crate::frames::{self, Proto, DHCP_QUEUE, RS_QUEUE, XID_OFFSET, XID_OFFSET_IN_PACKET};
 use crate::Res;
 
-/// The daemon's queue settings (src/nfqueue.rs), so the kernel side is the same.
+/// The daemon's queue settings (src/host/queue.rs), so the kernel side is the same.
 const COPY_RANGE: u16 = 2048;
 const QUEUE_MAXLEN: u32 = 4096;
 
@@ -84,7 +84,7 @@ pub fn run(config: &Path, binding_path: &Path, netlink_rcvbuf: Option<i32>) -> R
     if let Some(b) = netlink_rcvbuf {
         for (_, _, q) in &queues {
             // SO_RCVBUFFORCE on the queue's netlink socket, as the daemon does.
-            nfdhcpd::link::set_socket_int(
+            nfdhcpd::host::link::set_socket_int(
                 std::os::fd::AsRawFd::as_raw_fd(q),
                 libc::SO_RCVBUFFORCE,
                 b,

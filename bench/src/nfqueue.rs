@@ -44,7 +44,7 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',', default_value = "dhcp,rs")]
     protocols: Vec<String>,
     /// Receive buffer of the echo server's NFQUEUE sockets, bytes. The
-    /// default is the daemon's own (src/nfqueue.rs), so that both meet a
+    /// default is the daemon's own (src/host/queue.rs), so that both meet a
     /// burst with the same room; 0 leaves the kernel's default.
     #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
     echo_netlink_rcvbuf: i32,

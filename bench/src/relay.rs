@@ -840,7 +840,7 @@ fn summary(s: &RunFigures, b: &RunFigures) {
     row("jobs refused", &|r| all(r, "jobs_refused").to_string(), "0");
     println!(
         "  two jobs in flight for one client: cannot happen, and the daemon has no counter \
-         for it: it keeps at most one job per MAC (src/state/relay.rs); a copy that comes \
+         for it: it keeps at most one job per MAC (src/relay/pending.rs); a copy that comes \
          while the job runs is `absorbed`, one that comes after the answer starts a job of \
          its own (`jobs beyond one per message`)"
     );

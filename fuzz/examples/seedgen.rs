@@ -13,9 +13,9 @@ use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use nfdhcpd::mac::MacAddr;
-use nfdhcpd::proto::frame;
-use nfdhcpd::proto::frame6::link_local;
+use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::core::frame;
+use nfdhcpd::core::frame6::link_local;
 use nfdhcpd_fuzz::*;
 
 const MAGIC: [u8; 4] = [99, 130, 83, 99];

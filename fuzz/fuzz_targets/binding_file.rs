@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nfdhcpd::binding;
+use nfdhcpd::core::binding;
 use nfdhcpd_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {

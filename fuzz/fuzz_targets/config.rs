@@ -13,8 +13,8 @@ use dhcproto::v4::MessageType;
 use libfuzzer_sys::fuzz_target;
 use nfdhcpd::backend::{JobKind, Lease, LeaseKind, Outcome};
 use nfdhcpd::config::Config;
-use nfdhcpd::proto::relay4::{self, RecvCtx, Step};
-use nfdhcpd::responder::{ipv6_params, Answers};
+use nfdhcpd::core::relay4::{self, RecvCtx, Step};
+use nfdhcpd::host::responder::{ipv6_params, Answers};
 use nfdhcpd_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {

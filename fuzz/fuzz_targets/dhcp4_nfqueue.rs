@@ -15,8 +15,8 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use nfdhcpd::binding::Binding;
-use nfdhcpd::proto::dhcp4::{self, Outcome, Params};
+use nfdhcpd::core::binding::Binding;
+use nfdhcpd::core::dhcp4::{self, Outcome, Params};
 use nfdhcpd_fuzz::*;
 
 /// Every setup, built once: the oversized ones would otherwise cost more

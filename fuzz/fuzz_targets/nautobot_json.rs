@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use nfdhcpd::mac::MacAddr;
+use nfdhcpd::core::mac::MacAddr;
 
 /// The MAC of the test device's BMC in `tests/data/nautobot/`.
 const MAC: MacAddr = MacAddr([0x14, 0x18, 0x77, 0xaa, 0xbb, 0x01]);

@@ -15,9 +15,9 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use nfdhcpd::binding::Binding;
-use nfdhcpd::proto::frame6::link_local;
-use nfdhcpd::proto::ndp::{self, Outcome, Params};
+use nfdhcpd::core::binding::Binding;
+use nfdhcpd::core::frame6::link_local;
+use nfdhcpd::core::ndp::{self, Outcome, Params};
 use nfdhcpd_fuzz::*;
 
 /// Every setup, built once: the oversized ones would otherwise cost more

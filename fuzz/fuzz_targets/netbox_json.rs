@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use nfdhcpd::mac::MacAddr;
+use nfdhcpd::core::mac::MacAddr;
 
 /// MACs of `tests/data/netbox/`: a device, a LAG, a LAG member, a VM.
 const MACS: [MacAddr; 4] = [

@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use nfdhcpd::backend::{BackendError, Boot, JobKind, Lease, LeaseKind, NoLease, Outcome};
-use nfdhcpd::proto::relay4::{self, RecvCtx, Settings, Step};
+use nfdhcpd::core::relay4::{self, RecvCtx, Settings, Step};
 use nfdhcpd_fuzz::*;
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

@@ -10,9 +10,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dhcproto::{Decodable, Decoder};
-use nfdhcpd::binding::Binding;
-use nfdhcpd::mac::MacAddr;
-use nfdhcpd::proto::{dhcp4, dhcp6, frame, frame6, ndp};
+use nfdhcpd::core::binding::Binding;
+use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::core::{dhcp4, dhcp6, frame, frame6, ndp};
 
 /// The guest of the captures in `tests/data/captures/`.
 pub const GUEST_MAC: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x1b, 0x31, 0x20]);
@@ -219,8 +219,8 @@ use std::net::SocketAddrV4;
 
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{v6, Encodable};
-use nfdhcpd::proto::frame::Udp4Addressing;
-use nfdhcpd::proto::frame6::Ipv6Addressing;
+use nfdhcpd::core::frame::Udp4Addressing;
+use nfdhcpd::core::frame6::Ipv6Addressing;
 
 /// A client's DHCPv4 message of type `t` from `mac`, as a bare IPv4 packet
 /// from 0.0.0.0:68 to 255.255.255.255:67; `edit` adds options.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 /// How long a claim keeps other workers off an address: long enough to cover
 /// a read that started before the write landed.

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value};
 
 use super::{Boot, BootClient};
-use crate::proto::boot::{self, BootFiles};
+use crate::core::boot::{self, BootFiles};
 
 fn pydhcp_configuration(ctx: &Value) -> Option<&Map<String, Value>> {
     ctx.get("pydhcp_configuration").and_then(Value::as_object)

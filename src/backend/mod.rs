@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use ipnet::Ipv4Net;
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 mod claims;
 mod context;
@@ -23,7 +23,7 @@ pub const OFFER_HOLD_SECS: u64 = 10;
 /// How long a DECLINEd address is kept out of the pool.
 pub const DECLINE_HOLD_SECS: u64 = 3600;
 
-pub use crate::proto::boot::{Boot, BootClient};
+pub use crate::core::boot::{Boot, BootClient};
 
 /// What a job needs to know about the client and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,8 +86,8 @@ use super::{
     Outcome, Session, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use crate::config::BackendConf;
-use crate::logging::utc_timestamp;
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
+use crate::daemon::logging::utc_timestamp;
 
 /// The custom fields the daemon keeps its leases in.
 pub const CUSTOM_FIELDS: [&str; 3] = ["pydhcp_mac", "pydhcp_expire", "pydhcp_hostname"];

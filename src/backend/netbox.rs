@@ -139,8 +139,8 @@ use super::{
     Outcome, Session, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use crate::config::BackendConf;
-use crate::logging::utc_timestamp;
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
+use crate::daemon::logging::utc_timestamp;
 
 pub use super::nautobot::CUSTOM_FIELDS;
 

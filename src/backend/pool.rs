@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use ipnet::Ipv4Net;
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 /// One IP address object of the prefix, as the backend read it.
 #[derive(Debug, Clone, PartialEq, Eq)]

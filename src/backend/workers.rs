@@ -8,7 +8,7 @@ use crossbeam_channel::{select_biased, Receiver, Sender};
 use log::warn;
 
 use super::{Backend, Job, JobResult};
-use crate::event::Control;
+use crate::daemon::event::Control;
 
 /// `urgent` jobs (REQUEST, RELEASE, DECLINE: a client that already holds an
 /// offer or a lease, usually one call) always go before `offers` (DISCOVER,

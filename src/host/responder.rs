@@ -11,14 +11,14 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use crate::binding::Binding;
 use crate::config::{Config, Ipv6Mode};
-use crate::event::QueueKind;
-use crate::link::{FrameSender, Link};
-use crate::mac::MacAddr;
-use crate::proto::{dhcp4, dhcp6, ndp, Refusal};
-use crate::ratelimit::{Limited, Limiter, Limits};
-use crate::state::{bump, suppressed, Stats, WarnLimiter, WARN_INTERVAL};
+use crate::core::binding::Binding;
+use crate::core::mac::MacAddr;
+use crate::core::{dhcp4, dhcp6, ndp, Refusal};
+use crate::daemon::event::QueueKind;
+use crate::daemon::state::{bump, suppressed, Stats, WarnLimiter, WARN_INTERVAL};
+use crate::host::link::{FrameSender, Link};
+use crate::host::ratelimit::{Limited, Limiter, Limits};
 
 /// Bindings by interface name. Both keys and values are shared, so that a
 /// new table costs reference counts, not copies.

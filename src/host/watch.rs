@@ -21,10 +21,10 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use log::{debug, error, info, warn};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use crate::binding::{self, BindingError, MAX_FILE_SIZE};
-use crate::daemon::Identity;
-use crate::event::{Control, FileError, FileRead};
-use crate::sdnotify::{self, Heartbeat};
+use crate::core::binding::{self, BindingError, MAX_FILE_SIZE};
+use crate::daemon::event::{Control, FileError, FileRead};
+use crate::daemon::process::Identity;
+use crate::daemon::sdnotify::{self, Heartbeat};
 
 /// Files read in one rescan at most; a directory with more is cut short (and logged).
 const MAX_FILES: usize = 100_000;

@@ -2,7 +2,7 @@
 
 use crossbeam_channel::Sender;
 
-use crate::binding::{Binding, BindingError};
+use crate::core::binding::{Binding, BindingError};
 
 /// Which protocol a queue carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select_biased, Receiver};
 
-pub mod relay;
 use log::{debug, info, warn};
 
-use crate::binding::{self, Binding};
-use crate::event::{Control, FileRead, QueueKind};
-use crate::link::{FrameSender, Link};
-use crate::nfqueue::QueueStats;
-use crate::proto::ndp;
-use crate::relay::RelayPacket;
-use crate::responder::{Answers, BindingMap, Published};
-use crate::sdnotify::{self, Heartbeat};
+use crate::core::binding::{self, Binding};
+use crate::core::ndp;
+use crate::daemon::event::{Control, FileRead, QueueKind};
+use crate::daemon::sdnotify::{self, Heartbeat};
+use crate::host::link::{FrameSender, Link};
+use crate::host::queue::QueueStats;
+use crate::host::responder::{Answers, BindingMap, Published};
+use crate::relay::pending as relay;
+use crate::relay::socket::RelayPacket;
 
 /// How often the metrics file is rewritten.
 const METRICS_INTERVAL: Duration = Duration::from_secs(5);
@@ -171,7 +171,7 @@ pub struct State {
     queues: Vec<QueueView>,
     warn: Arc<Mutex<WarnLimiter>>,
     relay: Option<relay::RelaySide>,
-    relay_stats: Option<Arc<crate::relay::RelayStats>>,
+    relay_stats: Option<Arc<crate::relay::socket::RelayStats>>,
     metrics: Option<crossbeam_channel::Sender<String>>,
     /// The worker threads' signs of life, checked before each watchdog ping.
     heartbeats: Vec<Arc<Heartbeat>>,
@@ -216,7 +216,7 @@ impl State {
     pub fn with_relay(
         mut self,
         relay: relay::RelaySide,
-        stats: Arc<crate::relay::RelayStats>,
+        stats: Arc<crate::relay::socket::RelayStats>,
     ) -> State {
         self.relay = Some(relay);
         self.relay_stats = Some(stats);
@@ -436,7 +436,7 @@ impl State {
             }
             Err(e) => {
                 self.stats.send_errors += 1;
-                crate::responder::send_failed(&self.warn, kind, ifindex, &e);
+                crate::host::responder::send_failed(&self.warn, kind, ifindex, &e);
                 false
             }
         }
@@ -565,7 +565,7 @@ impl State {
 
     /// Every counter in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        use crate::metrics::{labelled, Text};
+        use crate::daemon::metrics::{labelled, Text};
         let mut t = Text::default();
         let s = &self.totals();
         t.gauge(
@@ -623,7 +623,7 @@ impl State {
         t.counter(
             "log_lines_dropped_total",
             "Log lines lost because syslog or the log file could not keep up.",
-            crate::logging::dropped_lines(),
+            crate::daemon::logging::dropped_lines(),
         );
         let q = |f: fn(&QueueStats) -> u64| -> Vec<(String, u64)> {
             self.queues
@@ -721,7 +721,7 @@ impl State {
             all.declines,
             all.send_errors,
             all.binding_errors,
-            crate::logging::dropped_lines()
+            crate::daemon::logging::dropped_lines()
         );
     }
 }

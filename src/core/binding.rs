@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::mac::MacAddr;
-use crate::proto::boot::{self, BootConfig};
+use crate::core::boot::{self, BootConfig};
+use crate::core::mac::MacAddr;
 
 /// Files larger than this are refused unread: a binding is a few hundred bytes.
 pub const MAX_FILE_SIZE: u64 = 64 * 1024;

@@ -20,13 +20,13 @@ use dhcproto::v6::{
 };
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
-use crate::binding::Binding;
-use crate::mac::MacAddr;
-use crate::proto::frame6::{
+use crate::core::binding::Binding;
+use crate::core::frame6::{
     finish_udp6_frame, link_local, parse_udp6, Ipv6Addressing, DEFAULT_HOP_LIMIT, UDP6_HEADERS_LEN,
 };
-use crate::proto::ndp::encode_domain_names;
-use crate::proto::Refusal;
+use crate::core::mac::MacAddr;
+use crate::core::ndp::encode_domain_names;
+use crate::core::Refusal;
 
 pub const SERVER_PORT: u16 = 547;
 pub const CLIENT_PORT: u16 = 546;
@@ -547,9 +547,9 @@ fn check_options(mut b: &[u8], depth: u8) -> Result<usize, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding;
-    use crate::proto::frame6::tests::check_frame;
-    use crate::proto::frame6::{udp6_frame, ETHERNET_HEADER_LEN};
+    use crate::core::binding;
+    use crate::core::frame6::tests::check_frame;
+    use crate::core::frame6::{udp6_frame, ETHERNET_HEADER_LEN};
     use dhcproto::Name;
 
     const GUEST: MacAddr = MacAddr([0xaa, 0x6b, 0x39, 0x22, 0x33, 0x44]);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 /// Clients tracked at most per table. A flood of made-up MACs is bounded
 /// by the interface limit; the table only has to remember the busy ones.

@@ -30,11 +30,11 @@ use dhcproto::v4::{
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use crate::backend::{BackendError, BootClient, Client, JobKind, Lease, NoLease, Outcome};
-use crate::mac::MacAddr;
-use crate::proto::boot::{self, BootAsk};
-pub use crate::proto::bootp::CodeSet;
-use crate::proto::bootp::{self, put_addrs, ReplyHeader};
-use crate::proto::Refusal;
+use crate::core::boot::{self, BootAsk};
+pub use crate::core::bootp::CodeSet;
+use crate::core::bootp::{self, put_addrs, ReplyHeader};
+use crate::core::mac::MacAddr;
+use crate::core::Refusal;
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
@@ -764,8 +764,8 @@ fn write_options(
 mod tests {
     use super::*;
     use crate::backend::{Boot, LeaseKind};
-    use crate::proto::captures::{capture, pcap_frames};
-    use crate::proto::frame;
+    use crate::core::captures::{capture, pcap_frames};
+    use crate::core::frame;
     use dhcproto::v4::{DhcpOptions, Flags};
 
     const CLIENT: MacAddr = MacAddr([0x52, 0x54, 0x00, 0x1b, 0x31, 0x20]);

@@ -9,7 +9,7 @@ use etherparse::{
     IpNumber, Ipv6FlowLabel, Ipv6Header, Ipv6Slice, LenSource, UdpHeader, UdpSlice,
 };
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 pub const ETHERNET_HEADER_LEN: usize = Ethernet2Header::LEN;
 pub const IPV6_HEADER_LEN: usize = Ipv6Header::LEN;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::{bump, fmt_map, suppressed, WarnLimiter};
 use crate::backend::{Job, JobKind, JobResult, Known, Outcome, OFFER_HOLD_SECS};
-use crate::mac::MacAddr;
-use crate::proto::relay4::{self, RecvCtx, Request, Step};
-use crate::relay::{RelayPacket, RelaySender};
+use crate::core::mac::MacAddr;
+use crate::core::relay4::{self, RecvCtx, Request, Step};
+use crate::daemon::state::{bump, fmt_map, suppressed, WarnLimiter};
+use crate::relay::socket::{RelayPacket, RelaySender};
 
 /// Known leases kept at most; beyond it the table starts afresh (it is only a
 /// hint that saves API calls).
@@ -413,8 +413,8 @@ impl RelaySide {
         (self.pending.len(), self.backend, self.backend_ok)
     }
 
-    pub fn metrics(&self, t: &mut crate::metrics::Text) {
-        use crate::metrics::labelled;
+    pub fn metrics(&self, t: &mut crate::daemon::metrics::Text) {
+        use crate::daemon::metrics::labelled;
         let s = &self.stats;
         t.counter("relay_requests_total", "Relay-mode requests.", s.requests);
         t.counter(
@@ -500,7 +500,7 @@ impl RelaySide {
                 "relay lease: {} {mac} {:?} until {}",
                 k.addr,
                 k.kind,
-                crate::logging::utc_timestamp(*until)
+                crate::daemon::logging::utc_timestamp(*until)
             );
         }
     }

@@ -11,7 +11,7 @@ use etherparse::{
     UdpHeader, UdpSlice,
 };
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 pub const ETHERNET_HEADER_LEN: usize = Ethernet2Header::LEN;
 /// An IPv4 header without options, as built here.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 /// An interface name held inline (IFNAMSIZ bytes), so resolving one per
 /// packet costs no allocation.

@@ -16,12 +16,12 @@ use dhcproto::v4::{
 use dhcproto::{Encodable, Encoder};
 use ipnet::Ipv4Net;
 
-use crate::binding::Binding;
-use crate::mac::MacAddr;
-use crate::proto::boot::{self, Boot, BootAsk, BootClient, BootConfig};
-use crate::proto::bootp::{self, put_addrs, CodeSet, ReplyHeader};
-use crate::proto::frame::{self, Udp4Addressing, UDP4_HEADERS_LEN};
-use crate::proto::Refusal;
+use crate::core::binding::Binding;
+use crate::core::boot::{self, Boot, BootAsk, BootClient, BootConfig};
+use crate::core::bootp::{self, put_addrs, CodeSet, ReplyHeader};
+use crate::core::frame::{self, Udp4Addressing, UDP4_HEADERS_LEN};
+use crate::core::mac::MacAddr;
+use crate::core::Refusal;
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
@@ -597,7 +597,7 @@ fn write_options(e: &mut Encoder<'_>, c: &ReplyCtx<'_>, omit: u8) -> v4::EncodeR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::captures::{bin_packet, pcap_frames};
+    use crate::core::captures::{bin_packet, pcap_frames};
     use dhcproto::v4::DhcpOptions;
     use dhcproto::{Decodable, Decoder};
     use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, UdpHeader};

@@ -17,8 +17,8 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::link::Link;
-use crate::sdnotify::{self, Heartbeat};
+use crate::daemon::sdnotify::{self, Heartbeat};
+use crate::host::link::Link;
 
 /// Longest datagram read; DHCP messages over this are not sane.
 const MAX_DATAGRAM: usize = 4096;

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use log::warn;
 
-use crate::event::QueueKind;
-use crate::link::set_socket_int;
-use crate::responder::Responder;
-use crate::sdnotify::{self, Heartbeat};
+use crate::daemon::event::QueueKind;
+use crate::daemon::sdnotify::{self, Heartbeat};
+use crate::host::link::set_socket_int;
+use crate::host::responder::Responder;
 
 /// Kernel-side queue length: packets beyond it are dropped by the kernel.
 const QUEUE_MAXLEN: u32 = 4096;

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 /// Longest boot server, boot file or URL accepted: one option 66 or 67.
-/// A file name of up to [`crate::proto::bootp::MAX_FILE_FIELD`] bytes also
+/// A file name of up to [`crate::core::bootp::MAX_FILE_FIELD`] bytes also
 /// goes into the `file` field.
 pub const MAX_BOOT_VALUE: usize = 255;
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use dhcproto::v4::{self, encode_long_opt_chunks, HType, Opcode, OptionCode};
 use dhcproto::{Encodable, Encoder};
 
-use crate::mac::MacAddr;
+use crate::core::mac::MacAddr;
 
 /// BOOTP messages are at least 300 bytes (RFC 951's 64-byte vendor area);
 /// some relays and PXE ROMs drop shorter ones, so replies are padded.

@@ -1,6 +1,7 @@
 //! The pure protocol core: bytes + binding + time in, bytes out. No sockets,
 //! files or clocks in here.
 
+pub mod binding;
 pub mod boot;
 pub mod bootp;
 #[cfg(test)]
@@ -9,6 +10,7 @@ pub mod dhcp4;
 pub mod dhcp6;
 pub mod frame;
 pub mod frame6;
+pub mod mac;
 pub mod ndp;
 pub mod relay4;
 

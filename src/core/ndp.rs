@@ -14,13 +14,13 @@ use etherparse::icmpv6::{
     RouterAdvertisementHeader, RouterAdvertisementPayload,
 };
 
-use crate::binding::Binding;
-use crate::mac::MacAddr;
-use crate::proto::frame6::{
+use crate::core::binding::Binding;
+use crate::core::frame6::{
     finish_icmpv6_frame, link_local, parse_icmpv6, Ipv6Addressing, ALL_NODES, ALL_NODES_MAC,
     ICMPV6_OFFSET, ND_HOP_LIMIT,
 };
-use crate::proto::Refusal;
+use crate::core::mac::MacAddr;
+use crate::core::Refusal;
 
 pub const TYPE_ROUTER_SOLICITATION: u8 = 133;
 pub const TYPE_ROUTER_ADVERTISEMENT: u8 = 134;
@@ -450,9 +450,9 @@ fn check_mac(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binding;
-    use crate::proto::frame6::tests::check_frame;
-    use crate::proto::frame6::ETHERNET_HEADER_LEN;
+    use crate::core::binding;
+    use crate::core::frame6::tests::check_frame;
+    use crate::core::frame6::ETHERNET_HEADER_LEN;
     use etherparse::Icmpv6Slice;
 
     const GUEST: MacAddr = MacAddr([0xaa, 0x6b, 0x39, 0x22, 0x33, 0x44]);

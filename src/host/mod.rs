@@ -1,0 +1,9 @@
+//! VM-host mode: the NFQUEUE threads that answer guests from the published
+//! bindings, the inotify watcher that reads the binding files, and what
+//! they share (links, rate limits).
+
+pub mod link;
+pub mod queue;
+pub mod ratelimit;
+pub mod responder;
+pub mod watch;
