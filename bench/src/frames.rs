@@ -11,7 +11,7 @@ use nfdhcpd::core::mac::MacAddr;
 use nfdhcpd::core::frame::{self, Udp4Addressing};
 use nfdhcpd::core::frame6::{self, finish_icmpv6_frame, Ipv6Addressing, ICMPV6_OFFSET};
 use nfdhcpd::core::{dhcp4, ndp};
-use nfdhcpd::host::responder::Answers;
+use nfdhcpd::host::answers::Answers;
 
 use crate::Res;
 
@@ -104,7 +104,7 @@ pub fn daemon_config(dir: &Path, datapath: &Path) -> String {
 pub fn params(cfg: &Config) -> (dhcp4::Params, ndp::Params) {
     (
         Answers::from_config(cfg).dhcp4,
-        nfdhcpd::host::responder::ipv6_params(cfg).0,
+        nfdhcpd::host::answers::ipv6_params(cfg).0,
     )
 }
 

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 use nfdhcpd::backend::{JobKind, Lease, LeaseKind, Outcome};
 use nfdhcpd::config::Config;
 use nfdhcpd::core::relay4::{self, RecvCtx, Step};
-use nfdhcpd::host::responder::{ipv6_params, Answers};
+use nfdhcpd::host::answers::{ipv6_params, Answers};
 use nfdhcpd_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {

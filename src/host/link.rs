@@ -129,6 +129,38 @@ impl Link {
 }
 
 /// Sets the SOL_SOCKET option `opt` of socket `fd` to `value`.
+/// The interface look-ups the answering threads make: the kernel's
+/// ([`Link`]), or a test's.
+pub trait Interfaces {
+    fn name_of(&self, ifindex: u32) -> Option<IfName>;
+    fn mac_of(&self, name: &str) -> Option<MacAddr>;
+    fn index_of(&self, name: &str) -> Option<u32>;
+}
+
+impl Interfaces for Link {
+    fn name_of(&self, ifindex: u32) -> Option<IfName> {
+        Link::name_of(self, ifindex)
+    }
+    fn mac_of(&self, name: &str) -> Option<MacAddr> {
+        Link::mac_of(self, name)
+    }
+    fn index_of(&self, name: &str) -> Option<u32> {
+        Link::index_of(self, name)
+    }
+}
+
+/// Where frames for guests go: an AF_PACKET socket ([`FrameSender`]), or a
+/// test's list.
+pub trait FrameSink: Send + Sync {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()>;
+}
+
+impl FrameSink for FrameSender {
+    fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+        FrameSender::send(self, ifindex, frame)
+    }
+}
+
 pub fn set_socket_int(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: an int option of the right size; a bad descriptor only fails.
     let r = unsafe {

@@ -4,12 +4,12 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use log::warn;
 
+use crate::daemon::counters::QueueCounters;
 use crate::daemon::event::QueueKind;
 use crate::daemon::sdnotify::{self, Heartbeat};
 use crate::host::link::set_socket_int;
@@ -45,21 +45,10 @@ impl BoundQueue {
     }
 }
 
-/// Counters the queue threads keep themselves.
-#[derive(Default)]
-pub struct QueueStats {
-    pub received: AtomicU64,
-    /// Verdicts the kernel refused (the packet stays queued until it times out).
-    pub verdict_errors: AtomicU64,
-    /// Verdicts for packets the kernel had already dropped (their interface
-    /// went away while they were queued).
-    pub stale_verdicts: AtomicU64,
-}
-
 pub fn spawn(
     bq: BoundQueue,
     responder: Responder,
-    stats: Arc<QueueStats>,
+    counters: Arc<QueueCounters>,
     heartbeat: Arc<Heartbeat>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     // Under systemd's watchdog an idle queue wakes up now and then to show
@@ -69,7 +58,7 @@ pub fn spawn(
     }
     std::thread::Builder::new()
         .name(format!("nfq-{}", bq.num))
-        .spawn(move || run(bq, responder, &stats, &heartbeat))
+        .spawn(move || run(bq, responder, &counters, &heartbeat))
 }
 
 fn set_receive_timeout(fd: std::os::fd::RawFd, t: Duration) -> io::Result<()> {
@@ -105,7 +94,7 @@ fn stalls(num: u16) -> bool {
 /// Drop verdicts held back at most before they go out in one message.
 const BATCH: u32 = 64;
 
-fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: &Heartbeat) {
+fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueCounters, heartbeat: &Heartbeat) {
     let BoundQueue { num, mut queue, .. } = bq;
     let stall = stalls(num);
     let mut failures = 0u32;
@@ -117,7 +106,7 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: 
         if let Some(id) = held.take() {
             *held_n = 0;
             if let Err(e) = queue.verdict_batch(num, id, nfq::Verdict::Drop) {
-                if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                if stats.verdict_errors.bump_from() == 0 {
                     warn!("queue {num}: verdict refused: {e}");
                 }
             }
@@ -143,7 +132,7 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: 
             // The kernel's answer to a verdict for packets it had already
             // dropped: their interface went away while they waited.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                stats.stale_verdicts.fetch_add(1, Ordering::Relaxed);
+                stats.stale_verdicts.bump();
                 continue;
             }
             Err(e) => {
@@ -159,7 +148,7 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: 
                 continue;
             }
         };
-        stats.received.fetch_add(1, Ordering::Relaxed);
+        stats.received.bump();
         if stall {
             warn!("queue {num}: stalled on purpose ({STALL_VARIABLE})");
             loop {
@@ -178,7 +167,7 @@ fn run(bq: BoundQueue, mut responder: Responder, stats: &QueueStats, heartbeat: 
                 flush(&mut queue, &mut held, &mut held_n);
                 msg.set_verdict(verdict);
                 if let Err(e) = queue.verdict(msg) {
-                    if stats.verdict_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    if stats.verdict_errors.bump_from() == 0 {
                         warn!("queue {num}: verdict refused: {e}");
                     }
                 }

@@ -12,7 +12,8 @@ use log::{debug, info, warn};
 use crate::backend::{Job, JobKind, JobResult, Known, Outcome, OFFER_HOLD_SECS};
 use crate::core::mac::MacAddr;
 use crate::core::relay4::{self, RecvCtx, Request, Step};
-use crate::daemon::state::{bump, fmt_map, suppressed, WarnLimiter};
+use crate::daemon::counters::{bump, fmt_map};
+use crate::daemon::warnings::{suppressed, WarnLimiter};
 use crate::relay::socket::{RelayPacket, RelaySender};
 
 /// Known leases kept at most; beyond it the table starts afresh (it is only a
