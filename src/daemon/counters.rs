@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::core::{dhcp4, dhcp6, ndp, Refusal};
 use crate::daemon::event::QueueKind;
@@ -124,6 +125,13 @@ impl QueueCounters {
     pub fn answers(&self) -> u64 {
         self.dhcp4.total() + self.ndp.total() + self.dhcp6.total()
     }
+}
+
+/// A queue thread as the state thread sees it: its counters.
+pub struct QueueView {
+    pub num: u16,
+    pub kind: QueueKind,
+    pub counters: Arc<QueueCounters>,
 }
 
 /// Every thread's counters added up, by name: what the operator sees.

@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 
 use log::info;
 
-use crate::daemon::counters::{fmt_map, QueueCounters, Totals};
-use crate::daemon::state::QueueView;
+use crate::daemon::counters::{fmt_map, QueueCounters, QueueView, Totals};
 use crate::host::bindings::Bindings;
 use crate::relay::pending::RelaySide;
 use crate::relay::socket::RelayStats;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{select_biased, Receiver};
 use log::{info, warn};
 
-use crate::daemon::counters::QueueCounters;
-use crate::daemon::event::{Control, QueueKind};
+use crate::daemon::counters::QueueView;
+use crate::daemon::event::Control;
 use crate::daemon::report::Report;
 use crate::daemon::sdnotify::{self, Heartbeat};
 use crate::daemon::warnings::WarnLimiter;
@@ -33,13 +33,6 @@ pub struct Settings {
     pub datapath: PathBuf,
     pub answers: Arc<Answers>,
     pub ra_period: Duration,
-}
-
-/// A queue thread as the state thread sees it: its counters.
-pub struct QueueView {
-    pub num: u16,
-    pub kind: QueueKind,
-    pub counters: Arc<QueueCounters>,
 }
 
 pub struct State {
