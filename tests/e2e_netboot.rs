@@ -164,7 +164,7 @@ fn firmware_boots_the_ipxe_script_then_the_pxe_file() {
     fs::write(
         www.join("boot.ipxe"),
         "#!ipxe\nset word ran\necho netboot-script-${word}\n\
-         echo search=${119:hex}\npoweroff || reboot || echo cannot-power-off\n",
+         echo search=${119:hex}=end\npoweroff || reboot || echo cannot-power-off\n",
     )
     .unwrap();
     http_server(&lab, &www);
@@ -180,11 +180,13 @@ fn firmware_boots_the_ipxe_script_then_the_pxe_file() {
     let vm = start_vm(&lab, &log1);
     let took = wait_console(&lab, &log1, MARKER);
     eprintln!("run 1: the script ran {took:.1?} after power-on");
+    // Its last line, whole: the serial console is slow under emulation.
+    wait_console(&lab, &log1, "=end");
     let out = console(&log1);
     assert!(out.contains(GUEST_IP), "the lease on the console:\n{out}");
     // Option 119, from `[dhcp] domain` (example.com) in DNS wire format.
     assert!(
-        out.contains("search=07:65:78:61:6d:70:6c:65:03:63:6f:6d:00"),
+        out.contains("search=07:65:78:61:6d:70:6c:65:03:63:6f:6d:00=end"),
         "the search list on the console:\n{out}"
     );
     // Debian's iPXE has no poweroff command; its reboot ends QEMU, which
