@@ -254,6 +254,16 @@ impl Ipv6 {
             }
         }
     }
+
+    /// Whether DHCPv6 is answered (mode slaac+dhcpv6 or dhcpv6), apart from
+    /// `enable_ipv6`. A mode whose queues are missing counts as slaac, the
+    /// mode that needs least; the loader refuses it when IPv6 is on.
+    pub fn serves_dhcp6(&self) -> bool {
+        matches!(
+            self.effective_mode(),
+            Ok(Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6)
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +396,7 @@ impl Config {
             out.push(("dhcp_queue", self.dhcp.dhcp_queue));
         }
         if self.ipv6.enable_ipv6 {
-            let dhcpv6 = !matches!(self.ipv6.effective_mode(), Ok(Ipv6Mode::Slaac));
+            let dhcpv6 = self.ipv6.serves_dhcp6();
             let v6 = [
                 ("rs_queue", self.ipv6.rs_queue),
                 ("ns_queue", self.ipv6.ns_queue),

@@ -695,6 +695,44 @@ fn ipv6_mode_resolution() {
     );
 }
 
+/// The DHCPv6 queue is listened on exactly when DHCPv6 is answered; a mode
+/// whose queues are missing does neither.
+#[test]
+fn serves_dhcp6_follows_the_effective_mode() {
+    let v6 = |mode, rs, d6| Ipv6 {
+        enable_ipv6: true,
+        mode,
+        rs_queue: rs,
+        dhcpv6_queue: d6,
+        ..Ipv6::default()
+    };
+    use Ipv6Mode::*;
+    for (ipv6, serves) in [
+        (v6(Auto, Some(1), Some(2)), true),
+        (v6(Auto, Some(1), None), false),
+        (v6(Slaac, Some(1), Some(2)), false),
+        (v6(SlaacDhcpv6, Some(1), Some(2)), true),
+        (v6(Dhcpv6, Some(1), Some(2)), true),
+        // Refused by the loader; answered as slaac.
+        (v6(Dhcpv6, None, Some(2)), false),
+        (v6(Auto, None, Some(2)), false),
+    ] {
+        assert_eq!(ipv6.serves_dhcp6(), serves, "{ipv6:?}");
+        let c = Config {
+            ipv6: ipv6.clone(),
+            ..Config::default()
+        };
+        let listens = c.queues().iter().any(|(k, _)| *k == "dhcpv6_queue");
+        assert_eq!(listens, serves, "{ipv6:?}");
+    }
+    // Apart from enable_ipv6: the RA flags are built from it either way.
+    let off = Ipv6 {
+        enable_ipv6: false,
+        ..v6(Dhcpv6, Some(1), Some(2))
+    };
+    assert!(off.serves_dhcp6());
+}
+
 #[test]
 fn ipv6_mode_errors_only_when_enabled() {
     assert_eq!(
