@@ -17,10 +17,7 @@ impl Answers {
     pub fn from_config(cfg: &Config) -> Answers {
         let v6 = &cfg.ipv6;
         let (ndp, dhcp6) = ipv6_params(cfg);
-        let serves_dhcp6 = matches!(
-            v6.effective_mode(),
-            Ok(Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6)
-        );
+        let serves_dhcp6 = v6.serves_dhcp6();
         Answers {
             dhcp4: dhcp4::Params {
                 lease_lifetime: cfg.dhcp.lease_lifetime,
@@ -43,7 +40,7 @@ pub fn ipv6_params(cfg: &Config) -> (ndp::Params, dhcp6::Params) {
     let v6 = &cfg.ipv6;
     // Validated at load time; slaac is the fallback that needs least.
     let mode = v6.effective_mode().unwrap_or(Ipv6Mode::Slaac);
-    let dhcpv6 = matches!(mode, Ipv6Mode::SlaacDhcpv6 | Ipv6Mode::Dhcpv6);
+    let dhcpv6 = v6.serves_dhcp6();
     let stateful = mode == Ipv6Mode::Dhcpv6;
     let ndp = ndp::Params {
         router_lifetime: v6.router_lifetime,
