@@ -16,7 +16,7 @@ use crate::daemon::counters::QueueCounters;
 use crate::daemon::event::QueueKind;
 use crate::daemon::warnings::{self, suppressed, WarnLimiter, WARN_INTERVAL};
 use crate::host::answers::Answers;
-use crate::host::link::{FrameSender, Interfaces, Link};
+use crate::host::link::{FrameSink, Interfaces, Link};
 use crate::host::published::{BindingMap, Published};
 use crate::host::ratelimit::{Limited, Limiter, Limits};
 
@@ -24,7 +24,8 @@ use crate::host::ratelimit::{Limited, Limiter, Limits};
 pub struct Shared {
     pub answers: Arc<Answers>,
     pub bindings: Arc<Published>,
-    pub sender: Arc<FrameSender>,
+    /// The AF_PACKET socket, or a test's list.
+    pub sender: Arc<dyn FrameSink>,
     pub warn: Arc<Mutex<WarnLimiter>>,
     pub limits: Limits,
 }
