@@ -116,13 +116,7 @@ impl Responder<Link> {
                 sent,
                 frame,
             } => {
-                match self.shared.sender.send(ifindex, &frame) {
-                    Ok(()) => sent.count(&self.counters),
-                    Err(e) => {
-                        self.counters.send_errors.bump();
-                        warnings::send_failed(&self.shared.warn, sent.name(), ifindex, &e);
-                    }
-                }
+                self.send(ifindex, sent, &frame);
                 // Known interface: the request ends here, answered or not.
                 nfq::Verdict::Drop
             }
@@ -219,6 +213,18 @@ impl<I: Interfaces> Responder<I> {
             None => Decision::Drop,
         }
     }
+
+    /// Sends an answer `decide` made and counts it (or the failure).
+    pub fn send(&self, ifindex: u32, sent: Sent, frame: &[u8]) {
+        match self.shared.sender.send(ifindex, frame) {
+            Ok(()) => sent.count(&self.counters),
+            Err(e) => {
+                self.counters.send_errors.bump();
+                warnings::send_failed(&self.shared.warn, sent.name(), ifindex, &e);
+            }
+        }
+    }
+
     /// A (rate-limited) warning about a flood. The shared limiter is only
     /// asked once per interval, so a flood costs one clock read here.
     fn limited(&mut self, ifindex: u32, name: Option<&str>, limit: Limited, now: Instant) {
