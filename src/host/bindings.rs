@@ -362,3 +362,6 @@ fn describe(b: &Binding) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

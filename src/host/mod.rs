@@ -9,4 +9,6 @@ pub mod published;
 pub mod queue;
 pub mod ratelimit;
 pub mod responder;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod watch;

@@ -419,3 +419,6 @@ fn dhcp4_outcome(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
