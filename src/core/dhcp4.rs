@@ -2,25 +2,24 @@
 //!
 //! The guest's request arrives as a bare IPv4 packet from NFQUEUE; the answer
 //! is a complete Ethernet frame for the guest's interface. The request is read
-//! with dhcproto's borrowing decoder (no allocation), and the reply's options
-//! are encoded one by one with dhcproto straight into the frame buffer, behind
-//! room for the Ethernet/IP/UDP headers: one allocation per answer, and the
-//! conventional order (message type and server identifier first).
+//! by [`request4`](super::request4), borrowed from the packet (no
+//! allocation), and the reply's options are encoded one by one with dhcproto
+//! straight into the frame buffer, behind room for the Ethernet/IP/UDP
+//! headers: one allocation per answer, and the conventional order (message
+//! type and server identifier first).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use dhcproto::v4::{
-    self, borrowed, encode_long_opt_bytes, DhcpOption, Flags, HType, MessageType, Opcode,
-    OptionCode,
-};
+use dhcproto::v4::{self, encode_long_opt_bytes, DhcpOption, MessageType, OptionCode};
 use dhcproto::{Encodable, Encoder};
 use ipnet::Ipv4Net;
 
 use crate::core::binding::Binding;
-use crate::core::boot::{self, Boot, BootAsk, BootClient, BootConfig};
-use crate::core::bootp::{self, put_addrs, CodeSet, ReplyHeader};
+use crate::core::boot::{self, Boot, BootClient, BootConfig};
+use crate::core::bootp::{self, put_addrs, ReplyHeader};
 use crate::core::frame::{self, Udp4Addressing, UDP4_HEADERS_LEN};
 use crate::core::mac::MacAddr;
+use crate::core::request4::{nonzero, MsgType, Request};
 use crate::core::Refusal;
 
 pub const SERVER_PORT: u16 = 67;
@@ -60,6 +59,18 @@ pub enum Kind {
     Offer,
     Ack,
     Nak,
+}
+
+impl From<MsgType> for Kind {
+    fn from(t: MsgType) -> Kind {
+        match t {
+            MsgType::Discover => Kind::Discover,
+            MsgType::Request => Kind::Request,
+            MsgType::Inform => Kind::Inform,
+            MsgType::Release => Kind::Release,
+            MsgType::Decline => Kind::Decline,
+        }
+    }
 }
 
 impl Kind {
@@ -141,121 +152,6 @@ pub fn server_address(binding: &Binding, params: &Params) -> Option<Ipv4Addr> {
     }
 }
 
-/// The parts of a client message the answer depends on, borrowed from it.
-struct Request<'a> {
-    op: Opcode,
-    msg_type: Option<MessageType>,
-    xid: u32,
-    flags: Flags,
-    ciaddr: Ipv4Addr,
-    giaddr: Ipv4Addr,
-    chaddr: MacAddr,
-    server_id: Option<Ipv4Addr>,
-    requested: Option<Ipv4Addr>,
-    client_id: Option<borrowed::DhcpOption<'a>>,
-    /// Option 55.
-    prl: CodeSet,
-    /// Option 57.
-    max_size: Option<u16>,
-    /// Option 93, the first architecture listed.
-    arch: Option<u16>,
-    /// Option 60.
-    vendor_class: Option<borrowed::DhcpOption<'a>>,
-    /// Option 77.
-    user_class: Option<borrowed::DhcpOption<'a>>,
-}
-
-impl<'a> Request<'a> {
-    fn parse(payload: &'a [u8]) -> Result<Self, Refusal> {
-        let msg = borrowed::Message::new(payload).map_err(|_| Refusal::Malformed)?;
-        // Without the cookie it is plain BOOTP, which this server does not speak.
-        if payload.get(236..240) != Some(&v4::MAGIC[..]) {
-            return Err(Refusal::Malformed);
-        }
-        // The reply is addressed to chaddr as an Ethernet address. (Read here
-        // rather than with `msg.chaddr()`, which slices by the unchecked hlen.)
-        if msg.htype() != HType::Eth || msg.hlen() != 6 {
-            return Err(Refusal::Malformed);
-        }
-        let chaddr = payload
-            .get(28..34)
-            .and_then(MacAddr::from_slice)
-            .ok_or(Refusal::Malformed)?;
-        let mut req = Request {
-            op: msg.opcode(),
-            msg_type: None,
-            xid: msg.xid(),
-            flags: msg.flags(),
-            ciaddr: msg.ciaddr(),
-            giaddr: msg.giaddr(),
-            chaddr,
-            server_id: None,
-            requested: None,
-            client_id: None,
-            prl: CodeSet::default(),
-            max_size: None,
-            arch: None,
-            vendor_class: None,
-            user_class: None,
-        };
-        // The first occurrence of an option wins; split options (RFC 3396)
-        // are joined by the iterator.
-        for opt in msg.opts() {
-            match opt.code() {
-                OptionCode::MessageType
-                | OptionCode::ServerIdentifier
-                | OptionCode::RequestedIpAddress => match opt.into_option() {
-                    Ok(DhcpOption::MessageType(t)) => req.msg_type = req.msg_type.or(Some(t)),
-                    Ok(DhcpOption::ServerIdentifier(a)) => {
-                        req.server_id = req.server_id.or(Some(a))
-                    }
-                    Ok(DhcpOption::RequestedIpAddress(a)) => {
-                        req.requested = req.requested.or(Some(a))
-                    }
-                    _ => return Err(Refusal::Malformed),
-                },
-                OptionCode::ClientIdentifier if req.client_id.is_none() => {
-                    req.client_id = Some(opt)
-                }
-                // Each byte is an option code; lists sent twice add up.
-                OptionCode::ParameterRequestList => {
-                    for &c in opt.data() {
-                        req.prl.insert(c);
-                    }
-                }
-                OptionCode::MaxMessageSize if req.max_size.is_none() => {
-                    req.max_size = be_u16(opt.data());
-                }
-                // A list of 16-bit architecture types (RFC 4578 §2.1).
-                OptionCode::ClientSystemArchitecture if req.arch.is_none() => {
-                    req.arch = be_u16(opt.data()).filter(|_| opt.len() % 2 == 0);
-                }
-                OptionCode::ClassIdentifier if req.vendor_class.is_none() => {
-                    req.vendor_class = Some(opt)
-                }
-                OptionCode::UserClass if req.user_class.is_none() => req.user_class = Some(opt),
-                _ => {}
-            }
-        }
-        Ok(req)
-    }
-
-    /// What the request says about network boot.
-    fn boot_ask(&self) -> BootAsk<'_> {
-        BootAsk {
-            wants_boot_options: self.prl.contains(66) || self.prl.contains(67),
-            vendor_class: self.vendor_class.as_ref().map_or(&[], |o| o.data()),
-            user_class: self.user_class.as_ref().map(|o| o.data()),
-            arch: self.arch,
-        }
-    }
-}
-
-/// The first two bytes of `data` in network order.
-fn be_u16(data: &[u8]) -> Option<u16> {
-    Some(u16::from_be_bytes(data.get(..2)?.try_into().ok()?))
-}
-
 /// What the reply says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
@@ -264,10 +160,6 @@ enum Answer {
     /// ACK to an INFORM: configuration only, for the client at this address.
     InformAck(Ipv4Addr),
     Nak(&'static str),
-}
-
-fn nonzero(a: Ipv4Addr) -> Option<Ipv4Addr> {
-    Some(a).filter(|a| !a.is_unspecified())
 }
 
 fn respond(
@@ -282,17 +174,7 @@ fn respond(
         return Err(Refusal::Malformed);
     }
     let req = Request::parse(udp.payload)?;
-    if req.op != Opcode::BootRequest {
-        return Err(Refusal::NotARequest);
-    }
-    let request = match req.msg_type {
-        Some(MessageType::Discover) => Kind::Discover,
-        Some(MessageType::Request) => Kind::Request,
-        Some(MessageType::Inform) => Kind::Inform,
-        Some(MessageType::Release) => Kind::Release,
-        Some(MessageType::Decline) => Kind::Decline,
-        _ => return Err(Refusal::NotARequest),
-    };
+    let request = Kind::from(req.msg);
     if !binding.macspoof && (req.chaddr != binding.mac || src_mac.is_some_and(|m| m != binding.mac))
     {
         return Err(Refusal::SpoofedMac);
@@ -407,10 +289,6 @@ struct ReplyCtx<'a> {
     boot: Option<(BootClient, &'a Boot)>,
 }
 
-/// Every client takes an IP datagram of 576 bytes (RFC 2131 §2); option 57
-/// may allow more (RFC 2132 §9.10).
-const MIN_DATAGRAM: usize = 576;
-
 // Options left out of a reply that is too large for the client, in this
 // order: the search list (119), the TFTP server name (66; siaddr still
 // names the boot server), the boot file name (67; the `file` field still
@@ -444,10 +322,8 @@ fn encode_reply(c: &ReplyCtx<'_>, server_mac: MacAddr) -> Option<Vec<u8>> {
         Answer::InformAck(ip) => ip,
         Answer::Nak(_) => Ipv4Addr::BROADCAST,
     };
-    let budget = req
-        .max_size
-        .map_or(MIN_DATAGRAM, usize::from)
-        .max(MIN_DATAGRAM);
+    // Every client takes 576 bytes (RFC 2131 §2), option 57 may allow more.
+    let budget = req.max_datagram();
 
     let mut buf = Vec::with_capacity(FRAME_CAPACITY);
     for level in 0..=OMIT_ORDER.len() {
@@ -588,7 +464,7 @@ fn write_options(e: &mut Encoder<'_>, c: &ReplyCtx<'_>, omit: u8) -> v4::EncodeR
     }
     // RFC 6842: the client identifier comes back in every reply.
     if let Some(id) = &req.client_id {
-        encode_long_opt_bytes(OptionCode::ClientIdentifier, id.data(), e)?;
+        encode_long_opt_bytes(OptionCode::ClientIdentifier, id, e)?;
     }
     DhcpOption::End.encode(e)?;
     Ok(optional)
@@ -598,7 +474,7 @@ fn write_options(e: &mut Encoder<'_>, c: &ReplyCtx<'_>, omit: u8) -> v4::EncodeR
 mod tests {
     use super::*;
     use crate::core::captures::{bin_packet, pcap_frames};
-    use dhcproto::v4::DhcpOptions;
+    use dhcproto::v4::{borrowed, DhcpOptions, Flags, HType, Opcode};
     use dhcproto::{Decodable, Decoder};
     use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, UdpHeader};
     use frame::Udp4Addressing;
@@ -1917,6 +1793,36 @@ mod tests {
     }
 
     #[test]
+    fn requested_address_zero_is_no_address() {
+        // RFC 2131 §4.3.2: a renewing client names its address in ciaddr;
+        // an option 50 of 0.0.0.0 beside it asks for nothing.
+        let renewing = request(MessageType::Request, |m| {
+            m.set_ciaddr(CLIENT_IP);
+            with_requested(ZERO)(m);
+        });
+        let r = reply(ask(&renewing, Some(CLIENT), &binding(), &params()));
+        assert_eq!((r.kind, r.addr), (Kind::Ack, Some(CLIENT_IP)));
+        // Alone it is a request for no address.
+        let r = reply(ask(
+            &request(MessageType::Request, with_requested(ZERO)),
+            Some(CLIENT),
+            &binding(),
+            &params(),
+        ));
+        assert_eq!(r.kind, Kind::Nak);
+        assert_eq!(
+            decode_reply(&r.frame).msg.opts().get(OptionCode::Message),
+            Some(&DhcpOption::Message(NAK_NO_ADDRESS.into()))
+        );
+        // A DECLINE of 0.0.0.0 names no address in use.
+        let decline = request(MessageType::Decline, with_requested(ZERO));
+        assert_eq!(
+            ask(&decline, Some(CLIENT), &binding(), &params()),
+            Outcome::Refused(Refusal::Malformed)
+        );
+    }
+
+    #[test]
     fn binding_without_ip() {
         let b = Binding {
             ip: None,
@@ -2100,12 +2006,18 @@ mod tests {
                 &p,
             )
         };
-        // Short of the fixed header; wrong cookie; not Ethernet.
+        // Short of the fixed header; wrong cookie; a hardware address
+        // longer than chaddr.
         assert_eq!(go(&rewrap(&|p| p.truncate(239))), malformed);
         assert_eq!(go(&rewrap(&|p| p[236] = 0)), malformed);
-        assert_eq!(go(&rewrap(&|p| p[1] = 6)), malformed);
-        assert_eq!(go(&rewrap(&|p| p[2] = 16)), malformed);
+        assert_eq!(go(&rewrap(&|p| p[2] = 17)), malformed);
         assert_eq!(go(&rewrap(&|p| p[2] = 255)), malformed);
+        // Valid BOOTP from a client whose chaddr is not a MAC.
+        let not_ethernet = Outcome::Refused(Refusal::NotEthernet);
+        assert_eq!(go(&rewrap(&|p| p[1] = 6)), not_ethernet);
+        assert_eq!(go(&rewrap(&|p| p[1] = 32)), not_ethernet);
+        assert_eq!(go(&rewrap(&|p| p[2] = 16)), not_ethernet);
+        assert_eq!(go(&rewrap(&|p| p[2] = 0)), not_ethernet);
         // Options of the wrong size.
         let with_opts = |opts: &[u8]| {
             rewrap(&|p| {
@@ -2117,6 +2029,11 @@ mod tests {
         assert_eq!(go(&with_opts(&[53, 1, 1, 54, 3, 1, 2, 3, 255])), malformed);
         assert_eq!(
             go(&with_opts(&[53, 1, 3, 50, 5, 1, 2, 3, 4, 5, 255])),
+            malformed
+        );
+        // Subnet selection is 4 bytes (RFC 3011 §3), here as in relay mode.
+        assert_eq!(
+            go(&with_opts(&[53, 1, 1, 118, 3, 10, 0, 0, 255])),
             malformed
         );
         // Still fine: no End, padding, the first of two type options, a

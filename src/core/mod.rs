@@ -13,6 +13,7 @@ pub mod frame6;
 pub mod mac;
 pub mod ndp;
 pub mod relay4;
+pub mod request4;
 
 /// Why a packet got no answer. Each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -21,7 +21,7 @@ use crate::relay::socket::{RelayPacket, RelaySender};
 const MAX_KNOWN: usize = 262_144;
 
 struct Pending {
-    req: Request,
+    req: Request<'static>,
     ctx: RecvCtx,
     kind: JobKind,
     /// When the job was made: expiries count from here unless the result
@@ -198,7 +198,7 @@ impl RelaySide {
                     self.stats.absorbed += 1;
                     if let Some(p) = self.pending.get_mut(id) {
                         if p.req.msg == req.msg {
-                            p.req = req;
+                            p.req = req.into_owned();
                             p.ctx = ctx;
                         }
                     }
@@ -265,7 +265,7 @@ impl RelaySide {
                         self.pending.insert(
                             id,
                             Pending {
-                                req,
+                                req: req.into_owned(),
                                 ctx,
                                 kind,
                                 since: now,
