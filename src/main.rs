@@ -233,7 +233,7 @@ fn make_backend(cfg: &Config) -> Result<Arc<dyn Backend>, String> {
             Ok(Arc::new(b))
         }
         BackendKind::Netbox => {
-            let token = nautobot::load_token(&cfg.netbox, "NETBOX_TOKEN")?;
+            let token = netbox::load_token(&cfg.netbox, "NETBOX_TOKEN")?;
             let b = netbox::Netbox::new(&cfg.netbox, token, cfg.relay.lease_time)?;
             Ok(Arc::new(b))
         }

@@ -12,16 +12,19 @@ use crate::mac::MacAddr;
 
 mod claims;
 mod context;
-mod http;
 pub mod nautobot;
 pub mod netbox;
 pub mod pool;
+pub(crate) mod rest;
 pub mod workers;
 
 /// How long an OFFER holds an address before it may go to someone else.
 pub const OFFER_HOLD_SECS: u64 = 10;
 /// How long a DECLINEd address is kept out of the pool.
 pub const DECLINE_HOLD_SECS: u64 = 3600;
+
+/// The custom fields of an IP address the leases are kept in.
+pub const CUSTOM_FIELDS: [&str; 3] = ["pydhcp_mac", "pydhcp_expire", "pydhcp_hostname"];
 
 pub use crate::proto::boot::{Boot, BootClient};
 
@@ -73,6 +76,13 @@ pub struct Job {
     /// Wall-clock time expiries are computed from: when the job was made,
     /// and again when a worker begins it (a job can wait in the queue).
     pub now: SystemTime,
+}
+
+impl Job {
+    /// What the daemon knows of the client's lease, if it is about `addr`.
+    pub(crate) fn known_about(&self, addr: Ipv4Addr) -> Option<&Known> {
+        self.known.as_ref().filter(|k| k.addr == addr)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
