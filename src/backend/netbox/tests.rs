@@ -260,7 +260,7 @@ fn pool_of_both_generations() {
             mac: Some(mac("02:00:00:00:00:20")),
             allocated: true,
             expire: Some(at(4_070_908_800)),
-            last_updated: Some("2025-01-06T12:00:00.123456Z".into()),
+            last_updated: Some("2025-01-06T12:00:00.123493Z".into()),
         }
     );
     assert!(!r(21).allocated && r(21).expire.is_none());
