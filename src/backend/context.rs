@@ -87,3 +87,43 @@ pub(crate) fn boot_options(
     };
     boot::choose(client, &files)
 }
+
+/// Checks shared by the backends' tests.
+#[cfg(test)]
+pub(crate) mod checks {
+    use std::net::Ipv4Addr;
+
+    use serde_json::{json, Value};
+
+    use crate::backend::{Boot, BootClient};
+
+    /// The PXE answers both test data sets give their device bmc-test-01
+    /// (`name`, its custom fields and rendered config context, as the
+    /// backend mapped them), and the redeploy guard in front of them.
+    pub(crate) fn sample_device(backend: &str, name: &str, custom_fields: &Value, ctx: &Value) {
+        let boot = |cf: &Value, c| super::boot_options(backend, name, cf, ctx, c);
+        assert_eq!(boot(custom_fields, BootClient::None), None);
+        assert_eq!(
+            boot(custom_fields, BootClient::Bios),
+            Some(Boot {
+                server: Some(Ipv4Addr::new(192, 0, 2, 69)),
+                server_name: Some("192.0.2.69".into()),
+                file: "pxelinux.0".into()
+            })
+        );
+        let file = |c| boot(custom_fields, c).unwrap().file;
+        assert_eq!(file(BootClient::Uefi), "grubx64.efi");
+        assert_eq!(file(BootClient::Ipxe), "http://192.0.2.69/boot.ipxe");
+        let http = boot(custom_fields, BootClient::UefiHttp).unwrap();
+        assert_eq!(http.file, "http://192.0.2.69/uefi/shimx64.efi");
+        assert_eq!((http.server, http.server_name), (None, None));
+        // The redeploy guard.
+        let mut off = custom_fields.clone();
+        off["redeploy"] = json!(false);
+        assert_eq!(boot(&off, BootClient::Bios), None);
+        let mut wrong = custom_fields.clone();
+        wrong["confirm_redeploy"] = json!("another-device");
+        assert_eq!(boot(&wrong, BootClient::Bios), None);
+        assert_eq!(boot(&json!({}), BootClient::Bios), None);
+    }
+}

@@ -10,8 +10,8 @@ use super::{Created, Device, NautobotSession, PrefixInfo};
 use crate::backend::pool::{self, Choice, Pool};
 use crate::backend::rest::time;
 use crate::backend::{
-    BackendError, Boot, BootClient, Job, Known, Lease, LeaseKind, NoLease, Outcome,
-    DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
+    lease_custom_fields, BackendError, Boot, BootClient, Job, Known, Lease, LeaseKind, NoLease,
+    Outcome, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use crate::mac::MacAddr;
 
@@ -249,21 +249,21 @@ impl NautobotSession {
         Ok(Some(Outcome::Lease(lease)))
     }
 
-    pub(super) fn release_known(
+    /// RELEASE or DECLINE (`body`) of a lease the daemon handed out: a
+    /// static or permanent one is never written, a dynamic one is written by
+    /// record id. None: the record is not what the daemon remembers.
+    pub(super) fn end_known(
         &mut self,
-        job: &Job,
         known: &Known,
         addr: Ipv4Addr,
+        body: &Value,
     ) -> Result<Option<Outcome>, BackendError> {
         match (known.kind, known.record.as_deref()) {
             (LeaseKind::Static | LeaseKind::Permanent, _) => Ok(Some(Outcome::Done)),
-            (LeaseKind::Dynamic, Some(id)) => {
-                let body = json!({ "custom_fields": { "pydhcp_expire": time::utc_z(job.now) } });
-                Ok(match self.patch(id, &body)? {
-                    Some(r) if r.addr == addr => Some(Outcome::Done),
-                    _ => None,
-                })
-            }
+            (LeaseKind::Dynamic, Some(id)) => Ok(match self.patch(id, body)? {
+                Some(r) if r.addr == addr => Some(Outcome::Done),
+                _ => None,
+            }),
             (LeaseKind::Dynamic, None) => Ok(None),
         }
     }
@@ -276,32 +276,13 @@ impl NautobotSession {
         let mac = job.client.mac;
         match snap.records.iter().find(|r| r.addr == addr) {
             Some(r) if r.dynamic && r.mac == Some(mac) => {
-                let body = json!({ "custom_fields": { "pydhcp_expire": time::utc_z(job.now) } });
-                self.patch(&r.id, &body)?;
+                self.patch(&r.id, &release_patch(job.now))?;
                 Ok(Outcome::Done)
             }
             Some(r) if r.interface_macs.contains(&mac) || (!r.dynamic && r.mac == Some(mac)) => {
                 Ok(Outcome::Done)
             }
             _ => Ok(Outcome::NoLease(NoLease::NotYours)),
-        }
-    }
-
-    pub(super) fn decline_known(
-        &mut self,
-        job: &Job,
-        known: &Known,
-        addr: Ipv4Addr,
-    ) -> Result<Option<Outcome>, BackendError> {
-        match (known.kind, known.record.as_deref()) {
-            (LeaseKind::Static | LeaseKind::Permanent, _) => Ok(Some(Outcome::Done)),
-            (LeaseKind::Dynamic, Some(id)) => {
-                Ok(match self.patch(id, &decline_patch(job.now))? {
-                    Some(r) if r.addr == addr => Some(Outcome::Done),
-                    _ => None,
-                })
-            }
-            (LeaseKind::Dynamic, None) => Ok(None),
         }
     }
 
@@ -393,15 +374,7 @@ pub(super) fn lease_patch(
     hostname: Option<&str>,
     takeover: bool,
 ) -> Value {
-    let mut cf = Map::new();
-    cf.insert("pydhcp_mac".into(), Value::from(mac.to_string()));
-    cf.insert("pydhcp_expire".into(), Value::from(time::utc_z(expire)));
-    if hostname.is_some() || takeover {
-        cf.insert(
-            "pydhcp_hostname".into(),
-            hostname.map_or(Value::Null, Value::from),
-        );
-    }
+    let cf = lease_custom_fields(mac.to_string(), time::utc_z(expire), hostname, takeover);
     let mut body = Map::new();
     body.insert("custom_fields".into(), Value::Object(cf));
     if takeover || hostname.is_some() {
@@ -411,6 +384,11 @@ pub(super) fn lease_patch(
         );
     }
     Value::Object(body)
+}
+
+/// RELEASE: the lease ends now.
+pub(super) fn release_patch(now: SystemTime) -> Value {
+    json!({ "custom_fields": { "pydhcp_expire": time::utc_z(now) } })
 }
 
 pub(super) fn decline_patch(now: SystemTime) -> Value {

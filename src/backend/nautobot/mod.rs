@@ -261,21 +261,23 @@ impl NautobotSession {
                 }
                 self.confirm(job, *addr, *lease_secs)
             }
-            JobKind::Release { addr } => {
+            JobKind::Release { addr } | JobKind::Decline { addr } => {
+                let release = matches!(job.kind, JobKind::Release { .. });
+                let body = if release {
+                    leases::release_patch(job.now)
+                } else {
+                    leases::decline_patch(job.now)
+                };
                 if let Some(k) = job.known_about(*addr) {
-                    if let Some(out) = self.release_known(job, k, *addr)? {
+                    if let Some(out) = self.end_known(k, *addr, &body)? {
                         return Ok(out);
                     }
                 }
-                self.release(job, *addr)
-            }
-            JobKind::Decline { addr } => {
-                if let Some(k) = job.known_about(*addr) {
-                    if let Some(out) = self.decline_known(job, k, *addr)? {
-                        return Ok(out);
-                    }
+                if release {
+                    self.release(job, *addr)
+                } else {
+                    self.decline(job, *addr)
                 }
-                self.decline(job, *addr)
             }
             JobKind::Inform { addr } => self.inform(job, *addr),
         }

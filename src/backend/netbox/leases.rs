@@ -5,14 +5,14 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::rules::{choose, confirm, DhcpRecord, Dyn, Iface, Owner, PrefixInfo};
 use super::{boot_options, NetboxSession, Resolved, Write};
 use crate::backend::rest::time;
 use crate::backend::{
-    BackendError, Job, Known, Lease, LeaseKind, NoLease, Outcome, DECLINE_HOLD_SECS,
-    OFFER_HOLD_SECS,
+    lease_custom_fields, BackendError, Job, Known, Lease, LeaseKind, NoLease, Outcome,
+    DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use crate::mac::MacAddr;
 
@@ -34,27 +34,29 @@ impl NetboxSession {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The lease of `addr` (`kind`, record id), with the network settings of
+    /// the prefix and of the client's device or VM, if it has one.
     fn lease(
         &mut self,
         job: &Job,
         prefix: &PrefixInfo,
-        addr: Ipv4Addr,
-        kind: LeaseKind,
-        record: u64,
-        owner: Option<&Owner>,
+        iface: Option<&Iface>,
+        (addr, kind, record): (Ipv4Addr, LeaseKind, u64),
         lease_secs: u32,
-    ) -> Result<Lease, BackendError> {
-        Ok(Lease {
+    ) -> Result<Outcome, BackendError> {
+        let owner = self.owner_of(iface)?;
+        Ok(Outcome::Lease(Lease {
             addr,
             network: prefix.network,
             gateway: prefix.gateway,
-            dns: self.dns(owner, prefix)?,
-            boot: owner.and_then(|o| boot_options(o, job.client.boot)),
+            dns: self.dns(owner.as_ref(), prefix)?,
+            boot: owner
+                .as_ref()
+                .and_then(|o| boot_options(o, job.client.boot)),
             kind,
             record: Some(record.to_string()),
             lease_secs,
-        })
+        }))
     }
 
     fn owner_of(&mut self, iface: Option<&Iface>) -> Result<Option<Owner>, BackendError> {
@@ -75,17 +77,13 @@ impl NetboxSession {
         let lease_secs = self.shared.lease_secs;
         if let Some(i) = &iface {
             if let Some((id, addr)) = self.static_lease(i, &prefix)? {
-                let owner = self.owner(i)?;
-                let l = self.lease(
+                return self.lease(
                     job,
                     &prefix,
-                    addr,
-                    LeaseKind::Static,
-                    id,
-                    owner.as_ref(),
+                    Some(i),
+                    (addr, LeaseKind::Static, id),
                     lease_secs,
-                )?;
-                return Ok(Outcome::Lease(l));
+                );
             }
         }
         let hold = job.now + Duration::from_secs(OFFER_HOLD_SECS);
@@ -93,17 +91,13 @@ impl NetboxSession {
             Ok(r) => r,
             Err(why) => return Ok(Outcome::NoLease(why)),
         };
-        let owner = self.owner_of(iface.as_ref())?;
-        let l = self.lease(
+        self.lease(
             job,
             &prefix,
-            rec.addr,
-            LeaseKind::Dynamic,
-            rec.id,
-            owner.as_ref(),
+            iface.as_ref(),
+            (rec.addr, LeaseKind::Dynamic, rec.id),
             lease_secs,
-        )?;
-        Ok(Outcome::Lease(l))
+        )
     }
 
     /// Picks and claims a pool address until `hold` (OFFER).
@@ -245,17 +239,13 @@ impl NetboxSession {
                     lease.lease_secs = lease_secs;
                     return Ok(Outcome::Lease(lease));
                 }
-                let owner = self.owner(i)?;
-                let l = self.lease(
+                return self.lease(
                     job,
                     &prefix,
-                    a,
-                    LeaseKind::Static,
-                    id,
-                    owner.as_ref(),
+                    Some(i),
+                    (a, LeaseKind::Static, id),
                     lease_secs,
-                )?;
-                return Ok(Outcome::Lease(l));
+                );
             }
         }
         let mac = job.client.mac;
@@ -268,17 +258,13 @@ impl NetboxSession {
             Some(Dyn::Own(r)) if !r.expired(now) => {
                 match self.patch(r.id, &lease_body(mac, expire, hostname, false), None)? {
                     Some(Ok(a)) if a.mac == Some(mac) && a.dhcp => {
-                        let owner = self.owner_of(iface.as_ref())?;
-                        let l = self.lease(
+                        return self.lease(
                             job,
                             &prefix,
-                            addr,
-                            LeaseKind::Dynamic,
-                            a.id,
-                            owner.as_ref(),
+                            iface.as_ref(),
+                            (addr, LeaseKind::Dynamic, a.id),
                             lease_secs,
-                        )?;
-                        return Ok(Outcome::Lease(l));
+                        );
                     }
                     _ => return Ok(Outcome::NoLease(NoLease::NotYours)),
                 }
@@ -288,19 +274,13 @@ impl NetboxSession {
             Some(Dyn::Exhausted) => return Ok(Outcome::NoLease(NoLease::NotYours)),
         };
         match self.claim(&rec, mac, now, &lease_body(mac, expire, hostname, takeover))? {
-            Write::Done(r) if r.mac == Some(mac) && r.dhcp => {
-                let owner = self.owner_of(iface.as_ref())?;
-                let l = self.lease(
-                    job,
-                    &prefix,
-                    addr,
-                    LeaseKind::Dynamic,
-                    r.id,
-                    owner.as_ref(),
-                    lease_secs,
-                )?;
-                Ok(Outcome::Lease(l))
-            }
+            Write::Done(r) if r.mac == Some(mac) && r.dhcp => self.lease(
+                job,
+                &prefix,
+                iface.as_ref(),
+                (addr, LeaseKind::Dynamic, r.id),
+                lease_secs,
+            ),
             _ => Ok(Outcome::NoLease(NoLease::NotYours)),
         }
     }
@@ -423,15 +403,7 @@ pub(crate) fn lease_body(
     hostname: Option<&str>,
     takeover: bool,
 ) -> Value {
-    let mut cf = Map::new();
-    cf.insert("pydhcp_mac".into(), Value::from(mac_text(mac)));
-    cf.insert("pydhcp_expire".into(), Value::from(netbox_time(expire)));
-    if hostname.is_some() || takeover {
-        cf.insert(
-            "pydhcp_hostname".into(),
-            hostname.map_or(Value::Null, Value::from),
-        );
-    }
+    let cf = lease_custom_fields(mac_text(mac), netbox_time(expire), hostname, takeover);
     json!({ "custom_fields": cf })
 }
 
