@@ -78,7 +78,9 @@
 //!   both get it until the other's next renewal finds the record no longer
 //!   its own. From 4.6 the PATCH carries `If-Match` with the ETag Netbox
 //!   derives from `last_updated` (computed from the list answer, so it costs
-//!   no call), and Netbox checks it under a row lock: a write that lands
+//!   no call; made of the UTC time, also when the answer shows
+//!   `last_updated` in another `TIME_ZONE`), and Netbox checks it under a
+//!   row lock: a write that lands
 //!   between our read and our PATCH makes it fail with 412; the record is then
 //!   read again and claimed only if it is still free. Within one process the
 //!   workers also keep off addresses another worker is claiming. After 8 lost
@@ -110,7 +112,11 @@
 //! - PXE answers need the device's `redeploy` custom field set and
 //!   `confirm_redeploy` equal to its name, as PyDHCP's Netbox backend did.
 //! - Missing custom fields stop dynamic leases only; static leases work
-//!   without them. The error says which fields to create.
+//!   without them. The error says which fields to create, also when a write
+//!   finds one undefined (a list of messages before 4.6, by field from 4.6).
+//! - Answers are decoded into structs that ignore the fields they do not
+//!   name and take null where Netbox sends it; Date & time custom fields
+//!   come back normalised (`Z`) and are read as the instant they name.
 //! - A token may be limited to DCIM and IPAM: a 403 on VM interfaces, config
 //!   contexts or the custom field list is logged once and taken as none (no
 //!   VM lookups, no site DNS servers, no start-up check). A 403 on anything a
