@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::api::{ApiDevice, IpAddress};
 use super::{PrefixInfo, Snapshot, MAX_RECORDS};
-use crate::backend::rest::{items, lenient, snippet, Reply};
+use crate::backend::rest::{decode_json, items, lenient, snippet};
 use crate::backend::BackendError;
 use crate::mac::MacAddr;
 
@@ -99,13 +99,7 @@ pub(crate) fn parse_graphql(
     if status != 200 && status != 400 {
         return Err(http());
     }
-    let reply = Reply {
-        status,
-        body: body.to_vec(),
-        etag: None,
-        version: None,
-    };
-    let answer: Answer = reply.json().map_err(GqlError::Backend)?;
+    let answer: Answer = decode_json(status, body).map_err(GqlError::Backend)?;
     if let Some(errors) = answer.errors {
         let msgs: Vec<&str> = errors
             .iter()

@@ -18,7 +18,9 @@ mod token;
 
 pub(crate) use cache::TtlCache;
 pub(crate) use client::{Client, Reply, Request};
-pub(crate) use decode::{items, json_text, lenient, lenient_items, parse_mac, Choice, Id};
+pub(crate) use decode::{
+    items, json as decode_json, json_text, lenient, lenient_items, parse_mac, Choice, Id,
+};
 pub(crate) use endpoint::{endpoint, Endpoint};
 pub(crate) use error::{http as http_error, snippet};
 pub(crate) use paging::Page;
