@@ -9,11 +9,13 @@ use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
 use ipnet::Ipv4Net;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
+use crate::backend::nautobot::{self, api as nautobot_api};
+use crate::backend::netbox::{self, api as netbox_api};
 use crate::backend::pool::{self, Pool};
+use crate::backend::rest::{etag, Page};
 use crate::backend::BootClient;
-use crate::backend::{nautobot, netbox};
 use crate::core::mac::MacAddr;
 
 const BOOT_CLIENTS: [BootClient; 5] = [
@@ -24,9 +26,16 @@ const BOOT_CLIENTS: [BootClient; 5] = [
     BootClient::Ipxe,
 ];
 
+/// The list elements of `body` that fit `T`, if it is a list answer.
+fn list<T: DeserializeOwned>(body: &[u8]) -> Option<Vec<T>> {
+    serde_json::from_slice::<Page<T>>(body)
+        .ok()
+        .map(|p| p.results)
+}
+
 /// Feeds one Nautobot answer (`status`, `body`) through every reader of the
 /// backend: the GraphQL snapshot, the duplicate check of a failed create,
-/// and, when the body is JSON, the custom-field list, the prefix list (and
+/// and, when the body is a list, the custom-field list, the prefix list (and
 /// the longest match for `origin`), the device list (DNS servers, boot
 /// options for every kind of boot client) and an address page, whose
 /// records then go through the pool's choice for `mac` at `now`.
@@ -40,16 +49,19 @@ pub fn nautobot_answer(
     now: SystemTime,
 ) {
     let _ = nautobot::parse_graphql(status, body, want_device, want_records);
-    let _ = nautobot::is_duplicate(status, body);
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return;
-    };
-    let _ = nautobot::missing_custom_fields(&v);
-    let prefix = nautobot::parse_prefixes(&v)
-        .ok()
+    let _ = nautobot_api::is_duplicate(status, body);
+    if let Some(fields) = list::<nautobot_api::CustomField>(body) {
+        let _ = nautobot_api::missing_custom_fields(&fields);
+    }
+    let prefix = list(body)
+        .map(nautobot_api::prefixes)
         .and_then(|list| nautobot::most_specific(&list, origin));
     let _ = nautobot::graphql_query(Some(mac), prefix.as_ref());
-    if let Ok(dev) = nautobot::parse_devices(&v) {
+    if let Some(devices) = list(body) {
+        let dev = devices
+            .into_iter()
+            .next()
+            .map(nautobot_api::ApiDevice::into_device);
         let _ = nautobot::dns_servers(dev.as_ref());
         if let Some(dev) = &dev {
             for client in BOOT_CLIENTS {
@@ -57,7 +69,8 @@ pub fn nautobot_answer(
             }
         }
     }
-    if let Ok((records, _count)) = nautobot::parse_ip_page(&v) {
+    if let Some(addresses) = list(body) {
+        let records = nautobot_api::records(addresses);
         let network = prefix.map_or_else(|| Ipv4Net::from(origin), |p| p.network);
         let pool = Pool {
             network,
@@ -77,44 +90,49 @@ pub fn nautobot_answer(
 /// page (its records through the pool's choice and confirmations for `mac`
 /// at `now`, and their ETags), the custom-field list, a device or VM (DNS
 /// servers, boot options for every kind of boot client), a list of config
-/// contexts merged as Netbox renders them, and the API version text.
+/// contexts merged as Netbox renders them, the error answer of a write, and
+/// the API version text.
 pub fn netbox_answer(body: &[u8], mac: MacAddr, origin: Ipv4Addr, now: SystemTime) {
     if let Some(first) = body.split(|&b| b == b'\n').next() {
         let _ = netbox::ApiVersion::parse(&String::from_utf8_lossy(first));
     }
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return;
-    };
-    let network = netbox::parse_prefixes(&v)
-        .ok()
+    let _ = netbox_api::unknown_custom_fields(body);
+    let network = list(body)
+        .map(netbox_api::prefixes)
         .and_then(|list| netbox::most_specific(&list, origin))
         .map_or_else(|| Ipv4Net::new(origin, 24).unwrap().trunc(), |p| p.network);
-    for vm in [false, true] {
-        if let Ok(list) = netbox::parse_interfaces(&v, vm) {
+    if let Some(ifaces) = list::<netbox_api::Interface>(body) {
+        for vm in [false, true] {
+            let list = netbox_api::interfaces(&ifaces, vm, 1000);
             if let netbox::Pick::Members { lag, .. } = netbox::pick_interface(&list, mac) {
                 let _ = netbox::pick_lag_owner(&list, lag, mac);
             }
         }
     }
-    let _ = netbox::static_address(&v, network);
-    let _ = netbox::first_address(&v, network);
-    if let Ok((records, _count)) = netbox::parse_pool(&v, network) {
-        let _ = netbox::choose(&records, mac, now, &[]);
-        for r in records.iter().take(4) {
-            let _ = netbox::confirm(&records, mac, r.addr, now);
-            if let Some(t) = &r.last_updated {
-                let _ = netbox::etag_from(t);
+    if let Some(addresses) = list::<netbox_api::IpAddress>(body) {
+        let _ = netbox_api::static_address(&addresses, network);
+        let _ = netbox_api::first_address(&addresses, network);
+        if let Ok(records) = netbox_api::pool(&addresses, network) {
+            let _ = netbox::choose(&records, mac, now, &[]);
+            for r in records.iter().take(4) {
+                let _ = netbox::confirm(&records, mac, r.addr, now);
+                if let Some(t) = &r.last_updated {
+                    let _ = etag::from_last_updated(t);
+                }
             }
         }
     }
-    let _ = netbox::missing_custom_fields(&v);
-    if let Some(owner) = netbox::owner_from(&v) {
+    if let Some(fields) = list::<netbox_api::CustomField>(body) {
+        let _ = netbox_api::missing_custom_fields(&fields);
+    }
+    if let Ok(owner) = serde_json::from_slice::<netbox_api::ApiOwner>(body) {
+        let owner = owner.into_owner();
         let _ = netbox::dns_servers(&owner.config_context);
         for client in BOOT_CLIENTS {
             let _ = netbox::boot_options(&owner, client);
         }
     }
-    if let Ok(ctx) = netbox::merge_contexts(&v) {
-        let _ = netbox::dns_servers(&ctx);
+    if let Some(contexts) = list::<netbox_api::ConfigContext>(body) {
+        let _ = netbox::dns_servers(&netbox_api::merge_contexts(&contexts));
     }
 }

@@ -26,8 +26,9 @@ use nfdhcpd::backend::{
 };
 use nfdhcpd::config::BackendConf;
 use nfdhcpd::core::mac::MacAddr;
-use nfdhcpd::daemon::logging::utc_timestamp;
 use serde_json::{json, Value};
+use time::macros::format_description;
+use time::OffsetDateTime;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const DEFAULT_TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -64,6 +65,12 @@ fn now() -> SystemTime {
         .unwrap()
         .as_secs();
     UNIX_EPOCH + Duration::from_secs(s)
+}
+
+/// A time as the backend writes it for Nautobot.
+fn utc_timestamp(t: SystemTime) -> String {
+    let f = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from(t).format(f).unwrap()
 }
 
 /// Plain HTTP to Nautobot, for checking and cleaning up.

@@ -25,6 +25,8 @@ use nfdhcpd::backend::{
 use nfdhcpd::config::BackendConf;
 use nfdhcpd::core::mac::MacAddr;
 use serde_json::{json, Value};
+use time::macros::format_description;
+use time::OffsetDateTime;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 const V2_TOKEN: &str = "nbt_4F9DAouzURLb.zjebxBPzICiPbWz0Wtx0aQ7RkVXGNiNH2bqs5fLW";
@@ -56,8 +58,14 @@ fn now() -> SystemTime {
 
 /// How the backend writes a time.
 fn stamp(t: SystemTime) -> String {
-    let s = nfdhcpd::daemon::logging::utc_timestamp(t);
-    format!("{}+00:00", s.trim_end_matches('Z'))
+    let f = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
+    OffsetDateTime::from(t).format(f).unwrap()
+}
+
+/// How Netbox 4.6 stores it in a Date & time custom field.
+fn stamp_z(t: SystemTime) -> String {
+    let f = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from(t).format(f).unwrap()
 }
 
 #[derive(Debug, Clone)]
@@ -78,11 +86,16 @@ struct Double {
 impl Double {
     /// None when python3 is not there (outside CI).
     fn start(api: &str) -> Option<Double> {
+        Double::start_in(api, "UTC")
+    }
+
+    /// A double whose Netbox has `TIME_ZONE = time_zone`.
+    fn start_in(api: &str, time_zone: &str) -> Option<Double> {
         let root = env!("CARGO_MANIFEST_DIR");
         let spawned = Command::new("python3")
             .arg(format!("{root}/tests/netbox_server.py"))
             .args(["--data", &format!("{root}/tests/data/netbox/seed.json")])
-            .args(["--api", api, "--port", "0"])
+            .args(["--api", api, "--port", "0", "--time-zone", time_zone])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn();
@@ -156,6 +169,29 @@ impl Double {
             .body_mut()
             .read_json()
             .unwrap()
+    }
+
+    /// The data set as stored, changed by `f`, served from now on.
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let mut state = self.state();
+        f(&mut state);
+        self.control("load", &state);
+    }
+
+    /// A GET as the backend's token sees it, headers and all.
+    fn get(&self, path: &str) -> (Option<String>, Value) {
+        let mut r = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        let etag = r
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (etag, r.body_mut().read_json().unwrap())
     }
 
     /// The custom fields of address `id` as stored.
@@ -949,4 +985,133 @@ fn no_prefix_no_pool() {
             "{v}"
         );
     });
+}
+
+#[test]
+fn undefined_custom_field_on_a_write_gets_the_guidance() {
+    // 4.6 names an undefined custom field in an object, earlier versions in
+    // a list: both get the advice a missing field gets, not a bare HTTP 400.
+    for_versions(&["3.7", "4.6"], |d, v| {
+        let nb = backend(d, false);
+        let mut s = nb.session();
+        let (l, _) = lease_of(s.run(&offer(DYN_MAC)));
+        // The operator deletes a custom field while the lease runs.
+        d.edit(|state| {
+            state["custom_fields"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|f| f["name"] != "pydhcp_expire");
+        });
+        d.seen();
+        let (r, calls) = s.run(&confirm(DYN_MAC, ip(21), known(&l)));
+        assert!(
+            matches!(&r, Err(BackendError::BadAnswer(m)) if m.starts_with(
+                "custom field pydhcp_expire is not defined for IP addresses; create it"
+            )),
+            "{v}: {r:?}"
+        );
+        assert_eq!(calls, 1, "{v}");
+        assert_eq!(paths(&d.seen()), ["PATCH /api/ipam/ip-addresses/21/"]);
+    });
+}
+
+/// Calls of a DORA, a renewal, a RELEASE and a DECLINE of one client.
+fn lifecycle_calls(d: &Double) -> Vec<u32> {
+    let nb = backend(d, false);
+    nb.prepare().unwrap();
+    let mut s = nb.session();
+    let (l, offer_calls) = lease_of(s.run(&offer(DYN_MAC)));
+    let (l, renew_calls) = lease_of(s.run(&confirm(DYN_MAC, ip(21), known(&l))));
+    let end = |kind| job(kind, DYN_MAC, ip(1), BootClient::None, known(&l));
+    let (r, release_calls) = s.run(&end(JobKind::Release { addr: ip(21) }));
+    assert_eq!(r, Ok(Outcome::Done));
+    let (r, decline_calls) = s.run(&end(JobKind::Decline { addr: ip(21) }));
+    assert_eq!(r, Ok(Outcome::Done));
+    // The claim, the release and the decline were conditional on the ETag
+    // of what was read (the renewal is not), and none failed.
+    let tags: Vec<String> = d.seen().into_iter().filter_map(|r| r.if_match).collect();
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    for tag in tags {
+        assert!(
+            tag.starts_with("W/\"") && tag.ends_with("+00:00\""),
+            "{tag}"
+        );
+    }
+    vec![offer_calls, renew_calls, release_calls, decline_calls]
+}
+
+#[test]
+fn a_time_zone_other_than_utc_costs_no_calls() {
+    // With TIME_ZONE other than UTC, 4.6 shows last_updated with the zone's
+    // offset, while the ETag stays made of the UTC time: the ETag derived
+    // from the list must be that one, or every claim costs a GET.
+    let Some(utc) = Double::start("4.6") else {
+        return;
+    };
+    let expected = lifecycle_calls(&utc);
+    assert_eq!(expected, [6, 1, 2, 2]);
+    for zone in ["Europe/Berlin", "America/New_York", "Asia/Kolkata"] {
+        let Some(d) = Double::start_in("4.6", zone) else {
+            return;
+        };
+        let (etag, ip) = d.get("/api/ipam/ip-addresses/21/");
+        let shown = ip["last_updated"].as_str().unwrap().to_owned();
+        assert!(!shown.ends_with('Z'), "{zone}: {shown}");
+        assert!(etag.unwrap().ends_with("+00:00\""), "{zone}");
+        assert_eq!(lifecycle_calls(&d), expected, "{zone}");
+    }
+}
+
+#[test]
+fn answers_as_netbox_4_6_gives_them() {
+    let Some(d) = Double::start("4.6") else {
+        return;
+    };
+    // A Date & time pydhcp_expire: Netbox stores what the backend writes
+    // (+00:00) as Z.
+    d.edit(|state| {
+        for f in state["custom_fields"].as_array_mut().unwrap() {
+            if f["name"] == "pydhcp_expire" {
+                f["type"] = json!("datetime");
+            }
+        }
+    });
+    // Every single object comes with its ETag; created and last_updated
+    // are not the same instant.
+    for path in [
+        "/api/ipam/ip-addresses/21/",
+        "/api/dcim/devices/1/",
+        "/api/dcim/interfaces/1/",
+        "/api/virtualization/virtual-machines/1/",
+    ] {
+        let (etag, obj) = d.get(path);
+        assert!(etag.is_some_and(|t| t.starts_with("W/\"")), "{path}");
+        assert_ne!(obj["created"], obj["last_updated"], "{path}");
+        assert!(obj.get("owner").is_some(), "{path}");
+    }
+    let nb = backend(&d, true);
+    let mut s = nb.session();
+    let a = "02:00:00:00:00:0a";
+    let j = offer(a);
+    let (l, _) = lease_of(s.run(&j));
+    assert_eq!(l.addr, ip(21));
+    let hold = j.now + Duration::from_secs(OFFER_HOLD_SECS);
+    assert_eq!(d.cf(21)["pydhcp_expire"], json!(stamp_z(hold)));
+    // The DECLINE's hold, stored as Z, keeps the address from the next
+    // client: it is read back as the instant it is.
+    let j = job(
+        JobKind::Decline { addr: ip(21) },
+        a,
+        ip(1),
+        BootClient::None,
+        known(&l),
+    );
+    assert_eq!(s.run(&j).0, Ok(Outcome::Done));
+    let until = j.now + Duration::from_secs(DECLINE_HOLD_SECS);
+    assert_eq!(d.cf(21)["pydhcp_expire"], json!(stamp_z(until)));
+    let (l, _) = lease_of(s.run(&offer("02:00:00:00:00:0b")));
+    assert_eq!(l.addr, ip(24));
+    // A refused token is refused as such, whatever the detail says.
+    let nb = Netbox::new(&conf(&d.url, true), "not-the-token".into(), LEASE).unwrap();
+    assert_eq!(nb.prepare(), Err(BackendError::Auth(403)));
 }

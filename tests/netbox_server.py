@@ -34,13 +34,25 @@ Where the shapes come from:
   `mac_addresses`; the `mac_address` filter matches any of them) and
   replaces a prefix's `site` by `scope_type`/`scope_id`/`scope`; 4.5 adds v2
   tokens (`Authorization: Bearer nbt_<key>.<secret>`); 4.6 adds weak ETags
-  derived from `last_updated` (W/"<isoformat>") and If-Match on PATCH
-  (412 when stale). 3.x custom fields list `content_types`, 4.x
-  `object_types`.
+  derived from `last_updated` (W/"<isoformat>" of the stored UTC time,
+  whatever the time zone) and If-Match on PATCH (412 when stale). 3.x
+  custom fields list `content_types`, 4.x `object_types`.
+- Observed on a real Netbox 4.6.8 and rendered for 4.6: an ETag header on
+  every single-object GET; an undefined custom field on PATCH answered
+  {"custom_fields": {"<name>": "Custom field '<name>' does not exist for
+  this object type."}}; date & time custom fields stored normalised
+  (isoformat, `+00:00` as `Z`, no `.000000`); interface `cable_end` null and
+  `connected_endpoints_reachable` false; config context `data_path` "";
+  `owner` on objects; 403 {"detail": "Invalid v1 token"}.
+- `created` and `last_updated` differ by microseconds, as the two
+  timestamps of one save do. With --time-zone (Netbox's TIME_ZONE),
+  date-times are shown in that zone (`+01:00`), as DRF renders them, while
+  the ETag stays derived from the UTC time.
 - Behaviour: the `API-Version` response header ("major.minor"), custom
   field data merged on PATCH, "Unknown field name" for undefined custom
-  fields, 400 for a filter value naming no object (an unknown tag slug or
-  interface id), 403 {"detail": "Invalid token"}, list pagination with
+  fields (before 4.6), 400 for a filter value naming no object (an unknown
+  tag slug or interface id), 403 {"detail": "Invalid token"}, list
+  pagination with
   count/next/previous/results, IP addresses ordered by address, config
   contexts by weight then name, rendered config context = contexts of the
   object's site and the unassigned ones merged by weight, then the
@@ -59,7 +71,8 @@ Test-only control endpoints (no Netbox equivalent) live under /_test/:
   POST /_test/requests/clear
   GET  /_test/state           the data set as stored
 
-Usage: netbox_server.py --data seed.json --api 4.6 [--port 0]; prints
+Usage: netbox_server.py --data seed.json --api 4.6 [--port 0]
+[--time-zone Europe/Berlin]; prints
 "LISTENING <url>" once it accepts connections. --dump DIR writes the
 answers to a fixed set of requests for 3.7 and 4.6 into DIR/v3 and DIR/v4
 (the JSON the backend's unit tests map).
@@ -76,6 +89,7 @@ import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
 
 IP_STATUS = {
     "active": "Active",
@@ -104,6 +118,10 @@ def iso(ts):
     return s[:-6] + "Z" if s.endswith("+00:00") else s
 
 
+def parse_iso(s):
+    return datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+
+
 def norm_mac(s):
     hexd = "".join(c for c in str(s) if c not in ":-.").upper()
     if len(hexd) != 12:
@@ -112,9 +130,11 @@ def norm_mac(s):
 
 
 class Store:
-    def __init__(self, data, api):
+    def __init__(self, data, api, tz=timezone.utc):
         self.lock = threading.RLock()
         self.api = api
+        # Netbox's TIME_ZONE: the zone date-times are shown in.
+        self.tz = tz
         self.faults = []
         self.requests = []
         self.interfere = {}
@@ -129,8 +149,9 @@ class Store:
         ):
             self.data.setdefault(kind, [])
         for obj in self.all_objects():
+            # One save sets both, a few microseconds apart.
             obj.setdefault("created", iso(self.clock))
-            obj.setdefault("last_updated", iso(self.clock))
+            obj.setdefault("last_updated", iso(self.clock + timedelta(microseconds=37)))
         self.data.setdefault("tokens", ["0123456789abcdef0123456789abcdef01234567"])
 
     def all_objects(self):
@@ -142,6 +163,10 @@ class Store:
 
     def ge(self, major, minor):
         return self.api >= (major, minor)
+
+    def shown(self, stored):
+        """A stored (UTC) date-time as answers show it: in TIME_ZONE."""
+        return iso(parse_iso(stored).astimezone(self.tz))
 
     def find(self, kind, oid):
         for o in self.data[kind]:
@@ -265,11 +290,14 @@ class Render:
     def common_tail(self, out, obj, object_type):
         out["tags"] = [self.tag(t) for t in obj.get("tags", [])]
         out["custom_fields"] = self.s.cf_data(obj, object_type)
-        out["created"] = obj["created"]
-        out["last_updated"] = obj["last_updated"]
+        if self.s.ge(4, 6):
+            out["owner"] = None
+        out["created"] = self.s.shown(obj["created"])
+        out["last_updated"] = self.s.shown(obj["last_updated"])
         return out
 
     def interface(self, i):
+        new = self.s.ge(4, 6)
         out = self.head("dcim/interfaces/", i["id"], i["name"])
         out["device"] = self.device_brief(i["device"])
         out["vdcs"] = []
@@ -292,9 +320,10 @@ class Render:
             description=i.get("description", ""), mode=None, rf_role=None, rf_channel=None,
             poe_mode=None, poe_type=None, rf_channel_frequency=None, rf_channel_width=None,
             tx_power=None, untagged_vlan=None, tagged_vlans=[], mark_connected=False,
-            cable=None, cable_end="", wireless_link=None, link_peers=[], link_peers_type=None,
-            wireless_lans=[], vrf=None, l2vpn_termination=None, connected_endpoints=None,
-            connected_endpoints_type=None, connected_endpoints_reachable=None,
+            cable=None, cable_end=None if new else "", wireless_link=None, link_peers=[],
+            link_peers_type=None, wireless_lans=[], vrf=None, l2vpn_termination=None,
+            connected_endpoints=None, connected_endpoints_type=None,
+            connected_endpoints_reachable=False if new else None,
         )
         self.common_tail(out, i, "dcim.interface")
         out["count_ipaddresses"] = self.ip_count("dcim.interface", i["id"])
@@ -435,10 +464,14 @@ class Render:
             is_active=c.get("is_active", True), regions=[], site_groups=[],
             sites=[self.site(s) for s in c.get("sites", [])], locations=[], device_types=[],
             roles=[], platforms=[], cluster_types=[], cluster_groups=[], clusters=[],
-            tenant_groups=[], tenants=[], tags=[], data_source=None, data_path=None,
+            tenant_groups=[], tenants=[], tags=[], data_source=None,
+            data_path="" if self.s.ge(4, 6) else None,
             data_file=None, data_synced=None, data=c.get("data", {}),
-            created=c["created"], last_updated=c["last_updated"],
         )
+        if self.s.ge(4, 6):
+            out["owner"] = None
+        out["created"] = self.s.shown(c["created"])
+        out["last_updated"] = self.s.shown(c["last_updated"])
         return out
 
     def custom_field(self, cf):
@@ -452,9 +485,12 @@ class Render:
             name=cf["name"], label=cf.get("label", ""), group_name="", description="",
             required=False, search_weight=1000, filter_logic=choice("loose", {"loose": "Loose"}),
             default=None, weight=100, validation_minimum=None, validation_maximum=None,
-            validation_regex="", choice_set=None, created=cf["created"],
-            last_updated=cf["last_updated"],
+            validation_regex="", choice_set=None,
         )
+        if self.s.ge(4, 6):
+            out["owner"] = None
+        out["created"] = self.s.shown(cf["created"])
+        out["last_updated"] = self.s.shown(cf["last_updated"])
         return out
 
     def status(self):
@@ -503,10 +539,13 @@ def bad_choice(param, value):
 
 
 def etag(obj):
-    ts = obj["last_updated"]
-    if ts.endswith("Z"):
-        ts = ts[:-1] + "+00:00"
-    return f'W/"{ts}"'
+    """Netbox 4.6: W/"<isoformat of last_updated>", from the stored UTC time
+    (not as TIME_ZONE shows it)."""
+    return f'W/"{parse_iso(obj["last_updated"]).astimezone(timezone.utc).isoformat()}"'
+
+
+def etag_header(store, obj):
+    return {"ETag": etag(obj)} if store.ge(4, 6) else {}
 
 
 def paginate(render, path, q, items):
@@ -608,13 +647,15 @@ class Api:
             return
         if scheme == "Bearer" and self.s.ge(4, 5) and token.startswith("nbt_") and token in tokens:
             return
+        if self.s.ge(4, 6):
+            raise ApiError(403, {"detail": "Invalid v2 token" if scheme == "Bearer" else "Invalid v1 token"})
         raise ApiError(403, {"detail": "Invalid token"})
 
     def one(self, r, kind, oid, render, model):
         obj = self.s.find(kind, oid)
         if obj is None:
             raise ApiError(404, self.not_found(model))
-        return render(obj)
+        return render(obj), etag_header(self.s, obj)
 
     def prefixes(self, r, path, q, oid):
         if oid is not None:
@@ -639,8 +680,7 @@ class Api:
             obj = self.s.find("ip_addresses", oid)
             if obj is None:
                 raise ApiError(404, self.not_found("ip-addresses"))
-            headers = {"ETag": etag(obj)} if self.s.ge(4, 6) else {}
-            return r.ip(obj), headers
+            return r.ip(obj), etag_header(self.s, obj)
         items = list(self.s.data["ip_addresses"])
         if "parent" in q:
             nets = []
@@ -765,17 +805,25 @@ class Api:
             if not isinstance(cfs, dict):
                 raise ApiError(400, {"custom_fields": ["Invalid data. Expected a dictionary."]})
             known = set(self.s.cf_names("ipam.ipaddress"))
-            for name in cfs:
-                if name not in known:
-                    raise ApiError(400, {"custom_fields": [f"Unknown field name '{name}' in custom field data."]})
+            unknown = sorted(name for name in cfs if name not in known)
+            if unknown and self.s.ge(4, 6):
+                raise ApiError(400, {"custom_fields": {
+                    name: f"Custom field '{name}' does not exist for this object type."
+                    for name in unknown}})
+            if unknown:
+                name = next(name for name in cfs if name not in known)
+                raise ApiError(400, {"custom_fields": [f"Unknown field name '{name}' in custom field data."]})
+            cfs = dict(cfs)
             for cf in self.s.data["custom_fields"]:
                 v = cfs.get(cf["name"])
                 if cf["name"] in cfs and v is not None and cf.get("type") == "datetime":
                     try:
-                        datetime.fromisoformat(v)
+                        when = datetime.fromisoformat(v)
                     except (TypeError, ValueError):
                         raise ApiError(400, {"custom_fields": [
                             f"Invalid value for custom field '{cf['name']}': Date and time values must be in ISO 8601 format (YYYY-MM-DD HH:MM:SS)."]})
+                    if self.s.ge(4, 6):
+                        cfs[cf["name"]] = iso(when)
             obj.setdefault("custom_fields", {}).update(cfs)
         for field in ("dns_name", "description"):
             if field in body:
@@ -788,7 +836,7 @@ class Api:
         # The answer is the object as saved; a write that lands right after
         # is not in it, as with Netbox.
         out = r.ip(obj)
-        headers = {"ETag": etag(obj)} if self.s.ge(4, 6) else {}
+        headers = etag_header(self.s, obj)
         if hook and hook.get("when") == "after":
             del self.s.interfere[oid]
             obj.setdefault("custom_fields", {}).update(hook.get("custom_fields", {}))
@@ -994,6 +1042,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--api", default="4.6", help="Netbox API version to mimic, major.minor")
+    ap.add_argument("--time-zone", default="UTC", help="Netbox's TIME_ZONE, e.g. Europe/Berlin")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--dump", metavar="DIR")
@@ -1004,7 +1053,7 @@ def main():
         dump(data, args.dump)
         return
     server = Server((args.host, args.port), Handler)
-    server.store = Store(data, parse_api(args.api))
+    server.store = Store(data, parse_api(args.api), ZoneInfo(args.time_zone))
     host, port = server.server_address[:2]
     print(f"LISTENING http://{host}:{port}", flush=True)
     try:

@@ -7,21 +7,47 @@ use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
 use ipnet::Ipv4Net;
+use serde_json::{Map, Value};
 
 use crate::core::mac::MacAddr;
 
 mod claims;
 mod context;
-mod http;
 pub mod nautobot;
 pub mod netbox;
 pub mod pool;
+pub(crate) mod rest;
 pub mod workers;
 
 /// How long an OFFER holds an address before it may go to someone else.
 pub const OFFER_HOLD_SECS: u64 = 10;
 /// How long a DECLINEd address is kept out of the pool.
 pub const DECLINE_HOLD_SECS: u64 = 3600;
+
+/// The custom fields of an IP address the leases are kept in.
+pub const CUSTOM_FIELDS: [&str; 3] = ["pydhcp_mac", "pydhcp_expire", "pydhcp_hostname"];
+
+/// The custom fields that claim or refresh a lease, with the MAC and the
+/// expiry as the backend writes them. The host name goes when the client
+/// sent one or the record changes hands (`takeover`: the last holder's
+/// must not stay).
+pub(crate) fn lease_custom_fields(
+    mac: String,
+    expire: String,
+    hostname: Option<&str>,
+    takeover: bool,
+) -> Map<String, Value> {
+    let mut cf = Map::new();
+    cf.insert("pydhcp_mac".into(), Value::from(mac));
+    cf.insert("pydhcp_expire".into(), Value::from(expire));
+    if hostname.is_some() || takeover {
+        cf.insert(
+            "pydhcp_hostname".into(),
+            hostname.map_or(Value::Null, Value::from),
+        );
+    }
+    cf
+}
 
 pub use crate::core::boot::{Boot, BootClient};
 
@@ -73,6 +99,13 @@ pub struct Job {
     /// Wall-clock time expiries are computed from: when the job was made,
     /// and again when a worker begins it (a job can wait in the queue).
     pub now: SystemTime,
+}
+
+impl Job {
+    /// What the daemon knows of the client's lease, if it is about `addr`.
+    pub(crate) fn known_about(&self, addr: Ipv4Addr) -> Option<&Known> {
+        self.known.as_ref().filter(|k| k.addr == addr)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,4 +222,39 @@ pub trait Backend: Send + Sync {
 pub trait Session: Send {
     /// Runs one job; returns the outcome and the number of API calls made.
     fn run(&mut self, job: &Job) -> (Result<Outcome, BackendError>, u32);
+}
+
+/// Helpers of the backends' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde_json::{json, Value};
+
+    use crate::core::mac::MacAddr;
+
+    /// 192.0.2.`n`, the test prefix of both data sets.
+    pub(crate) fn ip(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(192, 0, 2, n)
+    }
+
+    pub(crate) fn mac(s: &str) -> MacAddr {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Answers of no use to any reader; none may make one panic.
+    pub(crate) fn garbage() -> Vec<Value> {
+        vec![
+            json!(null),
+            json!([]),
+            json!("results"),
+            json!({"results": null}),
+            json!({"results": [1, "x", null, [], {"prefix": 5}, {"id": "a", "prefix": "2001:db8::/32"}]}),
+        ]
+    }
 }

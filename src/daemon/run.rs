@@ -99,7 +99,7 @@ fn make_backend(cfg: &Config) -> Result<Arc<dyn Backend>, StartError> {
         }
         BackendKind::Netbox => {
             let token =
-                nautobot::load_token(&cfg.netbox, "NETBOX_TOKEN").map_err(StartError::Backend)?;
+                netbox::load_token(&cfg.netbox, "NETBOX_TOKEN").map_err(StartError::Backend)?;
             let b = netbox::Netbox::new(&cfg.netbox, token, cfg.relay.lease_time)
                 .map_err(StartError::Backend)?;
             Ok(Arc::new(b))

@@ -1,4 +1,5 @@
-//! What both REST backends need from HTTP: a worker's agent and the CA file.
+//! Where and how a backend connects: its URL, TLS trust and timeout, and a
+//! worker's agent.
 
 use std::path::Path;
 use std::time::Duration;
