@@ -18,6 +18,7 @@
 #   CARGO_TARGET_DIR    build cache for the package build (default:
 #                       /var/tmp/nfdhcpd-systemd-target, kept between runs)
 #   NFDHCPD_SD_KEEP=1   keep the temporary directory (console log, results)
+#   CI                  when set, the root file system is not cached
 #
 # Safety: the container has a network namespace of its own
 # (--private-network, no veth on the host); the daemon, the guest namespace
@@ -97,6 +98,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 TMP=$(mktemp -d /var/tmp/nfdhcpd-systemd.XXXXXX)
+# Under CI the root file system is built afresh (about 75 s), never taken
+# from a cache another run may have left in any state.
+if [ -n "${CI:-}" ]; then
+	CACHE=$TMP/rootfs
+fi
 
 # ------------------------------------------------------------ the package
 if [ -n "${NFDHCPD_DEB:-}" ]; then
