@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::core::captures::{bin_packet, pcap_frames};
 use dhcproto::v4::{borrowed, DhcpOptions, Flags, HType, Opcode};

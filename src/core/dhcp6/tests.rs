@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::core::binding;
 use crate::core::frame6::tests::check_frame;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::backend::{Boot, LeaseKind};
 use crate::core::captures::{capture, pcap_frames};

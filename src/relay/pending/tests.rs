@@ -1,4 +1,3 @@
-
 //! The relay state machine with a backend played in memory by the test:
 //! jobs are taken off the queues and answered with outcomes computed by
 //! the pure allocation rules.
