@@ -31,13 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let (pn, p6) = ipv6_params(&cfg);
     answer_all(&binding(), &p4, &p6, &pn);
 
-    let settings = relay4::Settings {
-        server_ident: cfg.relay.server_ident,
-        authoritative: cfg.relay.authoritative,
-        lease_time: cfg.relay.lease_time,
-        nameservers: cfg.relay.nameservers.clone(),
-        domain: cfg.relay.domain.clone(),
-    };
+    let settings = nfdhcpd::relay::settings::from_config(&cfg);
     let discover = dhcp4_request(MessageType::Discover, GUEST_MAC, |_| {});
     // The UDP payload: past the 20-byte IPv4 and 8-byte UDP headers.
     let req = relay4::parse(&discover[28..]).expect("the built DISCOVER parses");

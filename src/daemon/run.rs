@@ -20,7 +20,6 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::backend::{nautobot, netbox, workers, Backend};
 use crate::config::{BackendKind, Config};
-use crate::core::relay4;
 use crate::daemon::counters::{QueueCounters, QueueView};
 use crate::daemon::event::{Control, QueueKind};
 use crate::daemon::logging;
@@ -37,6 +36,7 @@ use crate::host::queue::{self, BoundQueue};
 use crate::host::responder::{Responder, Shared};
 use crate::host::watch;
 use crate::relay::pending::{RelayLimits, RelaySide};
+use crate::relay::settings as relay_settings;
 use crate::relay::socket::{self as relay, RelayPacket, RelaySender, RelayStats};
 
 /// Control events (binding changes, signals); senders wait rather than drop.
@@ -299,13 +299,7 @@ pub fn run(
         let (urgent_tx, urgent_rx) = bounded(max_jobs);
         let (offer_tx, offer_rx) = bounded(max_jobs);
         let sender = RelaySender::new(sock).map_err(StartError::RelaySocket)?;
-        let settings = relay4::Settings {
-            server_ident: cfg.relay.server_ident,
-            authoritative: cfg.relay.authoritative,
-            lease_time: cfg.relay.lease_time,
-            nameservers: cfg.relay.nameservers.clone(),
-            domain: cfg.relay.domain.clone(),
-        };
+        let settings = relay_settings::from_config(cfg);
         state = state.with_relay(
             RelaySide::new(
                 settings,

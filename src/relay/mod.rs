@@ -3,4 +3,5 @@
 //! backend worker looks a lease up.
 
 pub mod pending;
+pub mod settings;
 pub mod socket;
