@@ -5,8 +5,9 @@
 //! by [`request4`](super::request4), borrowed from the packet (no
 //! allocation), and the reply's options are encoded one by one with dhcproto
 //! straight into the frame buffer, behind room for the Ethernet/IP/UDP
-//! headers: one allocation per answer, and the conventional order (message
-//! type and server identifier first).
+//! headers (no copy of the finished message), in the conventional order
+//! (message type and server identifier first). `cargo bench --bench core`
+//! prints the allocations a DISCOVER -> OFFER costs.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
