@@ -164,42 +164,43 @@ impl<I: Interfaces> Responder<I> {
             return Decision::Drop;
         }
         let ifname = self.link.name_of(ifindex);
-        let Some(b) = ifname.and_then(|n| self.bindings.get(n.as_str())).cloned() else {
+        let Some(b) = ifname.and_then(|n| self.bindings.get(n.as_str())) else {
             c.accepted_unknown.bump();
             return Decision::Accept;
         };
         if let Err(limit) = self.limiter.allow(ifindex, src_mac, now) {
             c.limited.bump(limit);
-            self.limited(ifindex, Some(&b.name), limit, now);
+            let name = b.name.clone();
+            self.limited(ifindex, Some(&name), limit, now);
             return Decision::Drop;
         }
         let Some(server_mac) = self.link.mac_of(&b.indev) else {
             c.refusals.bump(Refusal::Unconfigured);
-            no_indev(&self.shared.warn, &self.link, &b);
+            no_indev(&self.shared.warn, &self.link, b);
             return Decision::Drop;
         };
         let answers = &self.shared.answers;
         let warn = &self.shared.warn;
         let answer = match self.kind {
             QueueKind::Dhcp4 => {
-                let outcome = dhcp4::answer(payload, src_mac, &b, server_mac, &answers.dhcp4);
-                dhcp4_outcome(c, warn, &b, src_mac, outcome)
+                let outcome = dhcp4::answer(payload, src_mac, b, server_mac, &answers.dhcp4);
+                dhcp4_outcome(c, warn, b, src_mac, outcome)
             }
             QueueKind::RouterSolicit | QueueKind::NeighborSolicit => match &answers.ndp {
                 Some(params) => {
                     let outcome = if self.kind == QueueKind::RouterSolicit {
-                        ndp::answer_rs(payload, src_mac, &b, server_mac, params)
+                        ndp::answer_rs(payload, src_mac, b, server_mac, params)
                     } else {
-                        ndp::answer_ns(payload, src_mac, &b, server_mac)
+                        ndp::answer_ns(payload, src_mac, b, server_mac)
                     };
-                    ndp_outcome(c, warn, &b, src_mac, outcome)
+                    ndp_outcome(c, warn, b, src_mac, outcome)
                 }
                 None => None,
             },
             QueueKind::Dhcp6 => match &answers.dhcp6 {
                 Some(params) => {
-                    let outcome = dhcp6::answer(payload, src_mac, &b, server_mac, params);
-                    dhcp6_outcome(c, warn, &b, src_mac, outcome)
+                    let outcome = dhcp6::answer(payload, src_mac, b, server_mac, params);
+                    dhcp6_outcome(c, warn, b, src_mac, outcome)
                 }
                 None => None,
             },
