@@ -52,8 +52,8 @@ cleanup() {
 	local rc=$?
 	set +e
 	if [ -n "$CONTAINER_PID" ] && kill -0 "$CONTAINER_PID" 2>/dev/null; then
-		# script(1) runs timeout(1), which runs systemd-nspawn, whose
-		# children are the container's processes: all of them by PID.
+		# timeout(1) runs systemd-nspawn, whose children are the
+		# container's processes: all of them by PID.
 		local tree nspawn
 		tree=$(descendants "$CONTAINER_PID")
 		nspawn=$(for p in $tree; do
@@ -86,7 +86,6 @@ trap 'exit 130' INT TERM
 missing=()
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-command -v script >/dev/null || missing+=(bsdutils)
 if [ -z "${NFDHCPD_DEB:-}" ]; then
 	command -v dh >/dev/null || missing+=(debhelper)
 	command -v dpkg-buildpackage >/dev/null || missing+=(dpkg-dev)
@@ -188,21 +187,25 @@ ln -s ../nfdhcpd-e2e.timer "$ROOT/etc/systemd/system/timers.target.wants/nfdhcpd
 # ------------------------------------------------------------ boot
 echo "booting the container"
 t_boot=$(date +%s.%N)
-# script(1) gives the container a terminal: systemd-nspawn only boots with
-# its console on one here.
+# The console is read only and goes straight to a file: nothing the
+# container prints can ever wait for a reader (a console nobody drains
+# blocks systemd, PID 1, at its next write).
 # timeout(1) asks nspawn to shut the container down (SIGTERM) and kills it
 # 30 s later if the container does not stop.
-script -qfec "timeout -k 30 $BOOT_LIMIT systemd-nspawn -q -b -D '$ROOT' --private-network \
-	--register=no --keep-unit --bind='$TMP/results:/results' \
-	--capability=CAP_NET_ADMIN,CAP_NET_RAW" "$TMP/console.log" </dev/null >/dev/null 2>&1 &
+timeout -k 30 "$BOOT_LIMIT" systemd-nspawn -q -b -D "$ROOT" --private-network \
+	--console=read-only --register=no --keep-unit \
+	--bind="$TMP/results:/results" --capability=CAP_NET_ADMIN,CAP_NET_RAW \
+	</dev/null >"$TMP/console.log" 2>&1 &
 CONTAINER_PID=$!
-# And should script(1) itself not return, the same limit applies here:
+# And should timeout(1) itself not return, the same limit applies here:
 # cleanup stops the container by PID.
 deadline=$(($(date +%s) + BOOT_LIMIT + 60))
 while kill -0 "$CONTAINER_PID" 2>/dev/null; do
 	if [ "$(date +%s)" -ge "$deadline" ]; then
 		echo "FAIL - the container still runs after $((BOOT_LIMIT + 60)) s"
 		tr -d '\r' <"$TMP/console.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -n 60
+		echo "----- the checks so far"
+		cat "$TMP/results/log" 2>/dev/null
 		exit 1
 	fi
 	sleep 1
@@ -213,13 +216,17 @@ if [ -s "$TMP/results/booted" ]; then
 	awk -v a="$t_boot" -v b="$(cat "$TMP/results/booted")" 'BEGIN { printf "booted in %.1f s\n", b - a }'
 fi
 
-cat "$TMP/results/log" 2>/dev/null || true
 rc=$(cat "$TMP/results/rc" 2>/dev/null || echo none)
 if [ "$rc" != 0 ]; then
 	echo "----- journal of nfdhcpd.service (last 40 lines)"
 	journalctl -D "$ROOT/var/log/journal" --no-pager -q -u nfdhcpd 2>/dev/null | tail -n 40
 	echo "----- console (last 40 lines)"
 	tr -d '\r' <"$TMP/console.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -n 40
+	echo "----- the checks"
+fi
+# The checks last: they are what a reader of the end of the output needs.
+cat "$TMP/results/log" 2>/dev/null || true
+if [ "$rc" != 0 ]; then
 	echo "FAIL - systemd test (exit status $rc)"
 	exit 1
 fi
