@@ -222,6 +222,23 @@ pub trait Backend: Send + Sync {
 pub trait Session: Send {
     /// Runs one job; returns the outcome and the number of API calls made.
     fn run(&mut self, job: &Job) -> (Result<Outcome, BackendError>, u32);
+
+    /// Runs jobs that arrived together: one outcome per job, in order, and
+    /// the API calls of the whole batch. A backend that can combine reads
+    /// and writes of several clients overrides it; by default each job runs
+    /// alone.
+    fn run_batch(&mut self, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
+        let mut calls = 0;
+        let outcomes = jobs
+            .iter()
+            .map(|j| {
+                let (o, c) = self.run(j);
+                calls += c;
+                o
+            })
+            .collect();
+        (outcomes, calls)
+    }
 }
 
 /// Helpers of the backends' tests.

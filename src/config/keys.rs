@@ -53,6 +53,8 @@ const BACKEND_KEYS: &[&str] = &[
     "prefix_roles",
     "reserved",
     "workers",
+    "batch_window",
+    "batch_size",
     "timeout",
     "ca_file",
     "allow_unknown_devices",

@@ -345,6 +345,11 @@ pub struct BackendConf {
     pub prefix_roles: Vec<String>,
     pub reserved: u32,
     pub workers: usize,
+    /// How long a worker waits, after a job, for others to run with it
+    /// (milliseconds; 0: every job alone).
+    pub batch_window_ms: u64,
+    /// Most jobs one worker runs together.
+    pub batch_size: usize,
     pub timeout_secs: u64,
     pub ca_file: Option<PathBuf>,
     pub allow_unknown_devices: bool,
@@ -358,6 +363,8 @@ impl Default for BackendConf {
             prefix_roles: vec!["Server BMC".to_owned()],
             reserved: 5,
             workers: 4,
+            batch_window_ms: 10,
+            batch_size: 32,
             timeout_secs: 10,
             ca_file: None,
             allow_unknown_devices: false,

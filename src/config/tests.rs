@@ -309,6 +309,14 @@ fn error_lines() {
             "t.conf: [netbox] workers: \"65\" is not a number from 1 to 64",
         ),
         (
+            "[nautobot]\nbatch_size = 0\n",
+            "t.conf: [nautobot] batch_size: \"0\" is not a number from 1 to 256",
+        ),
+        (
+            "[nautobot]\nbatch_window = 1001\n",
+            "t.conf: [nautobot] batch_window: \"1001\" is not a number from 0 to 1000",
+        ),
+        (
             "[nautobot]\ntimeout = 0\n",
             "t.conf: [nautobot] timeout: \"0\" is not a number from 1 to 300",
         ),
@@ -802,7 +810,7 @@ fn relay_and_backends() {
          nameservers = 192.0.2.53\ndomain = bmc.example.com\n\
          [nautobot]\nurl = https://nautobot.example.com/\n\
          token_file = /etc/nfdhcpd/nautobot.token\nreserved = 10\nworkers = 8\n\
-         timeout = 30\nca_file = /etc/ssl/certs/ca.pem\nallow_unknown_devices = yes\n",
+         batch_window = 0\nbatch_size = 100\ntimeout = 30\nca_file = /etc/ssl/certs/ca.pem\nallow_unknown_devices = yes\n",
     );
     assert!(c.relay.enable_relay && c.relay.authoritative);
     assert_eq!(c.relay.port, 1067);
@@ -816,6 +824,8 @@ fn relay_and_backends() {
             prefix_roles: vec!["Server BMC".into()],
             reserved: 10,
             workers: 8,
+            batch_window_ms: 0,
+            batch_size: 100,
             timeout_secs: 30,
             ca_file: Some("/etc/ssl/certs/ca.pem".into()),
             allow_unknown_devices: true,

@@ -316,6 +316,10 @@ pub fn run(
         workers::spawn(
             backend.clone(),
             cfg.backend().workers,
+            workers::Batching {
+                window: Duration::from_millis(cfg.backend().batch_window_ms),
+                size: cfg.backend().batch_size,
+            },
             urgent_rx,
             offer_rx,
             ctrl_tx.clone(),

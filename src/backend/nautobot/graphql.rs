@@ -4,8 +4,11 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use serde_json::{Map, Value};
+
 use super::api::{ApiDevice, IpAddress};
-use super::{PrefixInfo, Snapshot, MAX_RECORDS};
+use super::{Device, PrefixInfo, Snapshot, MAX_RECORDS};
+use crate::backend::pool::Record;
 use crate::backend::rest::{decode_json, items, lenient, snippet};
 use crate::backend::BackendError;
 use crate::core::mac::MacAddr;
@@ -37,19 +40,24 @@ pub(crate) fn graphql_query(mac: Option<MacAddr>, prefix: Option<&PrefixInfo>) -
         ));
     }
     if let Some(p) = prefix {
-        let ns = p
-            .namespace
-            .as_deref()
-            .map(|n| format!(", namespace: {}", gql_str(n)))
-            .unwrap_or_default();
-        q.push_str(&format!(
-            " ip_addresses(prefix: {}{ns}, limit: {}) {{ id host type _custom_field_data interfaces {{ mac_address }} }}",
-            gql_str(&p.network.to_string()),
-            MAX_RECORDS + 1
-        ));
+        q.push_str(&records_part(p));
     }
     q.push_str(" }");
     q
+}
+
+/// The part of a query that reads every address of `p`.
+fn records_part(p: &PrefixInfo) -> String {
+    let ns = p
+        .namespace
+        .as_deref()
+        .map(|n| format!(", namespace: {}", gql_str(n)))
+        .unwrap_or_default();
+    format!(
+        " ip_addresses(prefix: {}{ns}, limit: {}) {{ id host type _custom_field_data interfaces {{ mac_address }} }}",
+        gql_str(&p.network.to_string()),
+        MAX_RECORDS + 1
+    )
 }
 
 /// A list whose elements of another shape are left out.
@@ -58,9 +66,10 @@ pub(crate) fn graphql_query(mac: Option<MacAddr>, prefix: Option<&PrefixInfo>) -
 struct List<T>(#[serde(deserialize_with = "items")] Vec<T>);
 
 #[derive(Debug, Deserialize)]
-struct Answer {
+#[serde(bound = "D: DeserializeOwned")]
+struct Answer<D> {
     #[serde(default)]
-    data: Option<Data>,
+    data: Option<D>,
     #[serde(default, deserialize_with = "lenient")]
     errors: Option<Vec<Message>>,
 }
@@ -86,12 +95,8 @@ pub(crate) enum GqlError {
     Backend(BackendError),
 }
 
-pub(crate) fn parse_graphql(
-    status: u16,
-    body: &[u8],
-    want_device: bool,
-    want_records: bool,
-) -> Result<Snapshot, GqlError> {
+/// The `data` of a GraphQL answer, or why there is none.
+fn decode_data<D: DeserializeOwned>(status: u16, body: &[u8]) -> Result<D, GqlError> {
     if status == 404 || status == 405 {
         return Err(GqlError::Schema(format!("HTTP {status}")));
     }
@@ -99,7 +104,7 @@ pub(crate) fn parse_graphql(
     if status != 200 && status != 400 {
         return Err(http());
     }
-    let answer: Answer = decode_json(status, body).map_err(GqlError::Backend)?;
+    let answer: Answer<D> = decode_json(status, body).map_err(GqlError::Backend)?;
     if let Some(errors) = answer.errors {
         let msgs: Vec<&str> = errors
             .iter()
@@ -123,29 +128,87 @@ pub(crate) fn parse_graphql(
     if status != 200 {
         return Err(http());
     }
-    let bad = |what: &str| {
-        GqlError::Backend(BackendError::BadAnswer(format!(
-            "GraphQL answer without {what}"
-        )))
-    };
-    let data = answer.data.ok_or_else(|| bad("data"))?;
+    answer.data.ok_or_else(|| missing("data"))
+}
+
+fn missing(what: &str) -> GqlError {
+    GqlError::Backend(BackendError::BadAnswer(format!(
+        "GraphQL answer without {what}"
+    )))
+}
+
+/// The address records of a prefix, at most [`MAX_RECORDS`].
+fn records(list: Vec<IpAddress>) -> Vec<Record> {
+    if list.len() > MAX_RECORDS {
+        log::warn!("nautobot: prefix has more than {MAX_RECORDS} addresses; reading only those");
+    }
+    list.into_iter()
+        .take(MAX_RECORDS)
+        .filter_map(IpAddress::record)
+        .collect()
+}
+
+pub(crate) fn parse_graphql(
+    status: u16,
+    body: &[u8],
+    want_device: bool,
+    want_records: bool,
+) -> Result<Snapshot, GqlError> {
+    let data: Data = decode_data(status, body)?;
     let mut snap = Snapshot::default();
     if want_device {
-        let List(list) = data.devices.ok_or_else(|| bad("devices"))?;
+        let List(list) = data.devices.ok_or_else(|| missing("devices"))?;
         snap.device = list.into_iter().next().map(ApiDevice::into_device);
     }
     if want_records {
-        let List(list) = data.ip_addresses.ok_or_else(|| bad("ip_addresses"))?;
-        if list.len() > MAX_RECORDS {
-            log::warn!(
-                "nautobot: prefix has more than {MAX_RECORDS} addresses; reading only those"
-            );
-        }
-        snap.records = list
-            .into_iter()
-            .take(MAX_RECORDS)
-            .filter_map(IpAddress::record)
-            .collect();
+        let List(list) = data.ip_addresses.ok_or_else(|| missing("ip_addresses"))?;
+        snap.records = records(list);
     }
+    Ok(snap)
+}
+
+/// One query for the devices of several clients (`m0`, `m1`, ... in the
+/// order of `macs`) and every address of `prefix`.
+pub(crate) fn graphql_many_query(macs: &[MacAddr], prefix: &PrefixInfo) -> String {
+    let mut q = String::from("{");
+    for (i, m) in macs.iter().enumerate() {
+        q.push_str(&format!(
+            " m{i}: devices(mac_address: {}) {{ name config_context _custom_field_data }}",
+            gql_str(&m.to_string())
+        ));
+    }
+    q.push_str(&records_part(prefix));
+    q.push_str(" }");
+    q
+}
+
+/// What [`graphql_many_query`] returns: each client's device (in the order
+/// of the query) and the prefix's records.
+#[derive(Debug, Default)]
+pub(crate) struct ManySnapshot {
+    pub devices: Vec<Option<Device>>,
+    pub records: Vec<Record>,
+}
+
+pub(crate) fn parse_graphql_many(
+    status: u16,
+    body: &[u8],
+    clients: usize,
+) -> Result<ManySnapshot, GqlError> {
+    let mut data: Map<String, Value> = decode_data(status, body)?;
+    let mut snap = ManySnapshot::default();
+    for i in 0..clients {
+        let v = data
+            .remove(&format!("m{i}"))
+            .ok_or_else(|| missing("devices"))?;
+        let List(list) = List::<ApiDevice>::deserialize(v).map_err(|_| missing("devices"))?;
+        snap.devices
+            .push(list.into_iter().next().map(ApiDevice::into_device));
+    }
+    let v = data
+        .remove("ip_addresses")
+        .ok_or_else(|| missing("ip_addresses"))?;
+    let List(list) = List::<IpAddress>::deserialize(v).map_err(|_| missing("ip_addresses"))?;
+    snap.records = records(list);
     Ok(snap)
 }

@@ -24,7 +24,7 @@ pub(super) const REREAD_EVERY: u32 = 3;
 const MAX_OFFER_ROUNDS: u32 = 4 * MAX_LOST_RACES;
 
 impl NautobotSession {
-    fn served(&mut self, job: &Job) -> Result<Option<(PrefixInfo, Pool)>, BackendError> {
+    pub(super) fn served(&mut self, job: &Job) -> Result<Option<(PrefixInfo, Pool)>, BackendError> {
         Ok(self.prefix(job.client.origin)?.map(|p| {
             let pool = Pool {
                 network: p.network,
@@ -333,7 +333,7 @@ impl NautobotSession {
     }
 }
 
-fn make_lease(
+pub(super) fn make_lease(
     job: &Job,
     prefix: &PrefixInfo,
     addr: Ipv4Addr,
@@ -358,7 +358,11 @@ fn make_lease(
     }
 }
 
-fn lease_fields(mac: Option<MacAddr>, expire: SystemTime, hostname: Option<&str>) -> Value {
+pub(super) fn lease_fields(
+    mac: Option<MacAddr>,
+    expire: SystemTime,
+    hostname: Option<&str>,
+) -> Value {
     json!({
         "pydhcp_mac": mac.map(|m| m.to_string()),
         "pydhcp_expire": time::utc_z(expire),

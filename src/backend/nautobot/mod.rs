@@ -84,6 +84,7 @@ use crate::config::BackendConf;
 use crate::core::mac::MacAddr;
 
 pub(crate) mod api;
+mod batch;
 mod graphql;
 mod leases;
 #[cfg(test)]
@@ -225,6 +226,26 @@ pub(crate) fn most_specific(list: &[PrefixInfo], origin: Ipv4Addr) -> Option<Pre
         .cloned()
 }
 
+/// A new `dhcp` address record of `prefix`.
+fn create_body(
+    prefix: &PrefixInfo,
+    addr: Ipv4Addr,
+    fields: Value,
+    dns_name: Option<&str>,
+) -> Value {
+    let mut body = json!({
+        "address": format!("{addr}/{}", prefix.network.prefix_len()),
+        "namespace": prefix.namespace.as_deref().unwrap_or("Global"),
+        "status": "Active",
+        "type": "dhcp",
+        "custom_fields": fields,
+    });
+    if let Some(n) = dns_name {
+        body["dns_name"] = Value::from(n);
+    }
+    body
+}
+
 /// How a create ended.
 enum Created {
     Ok(String),
@@ -240,6 +261,12 @@ impl Session for NautobotSession {
     fn run(&mut self, job: &Job) -> (Result<Outcome, BackendError>, u32) {
         self.client.reset_calls();
         let r = self.run_job(job);
+        (r, self.client.calls())
+    }
+
+    fn run_batch(&mut self, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
+        self.client.reset_calls();
+        let r = self.run_together(jobs);
         (r, self.client.calls())
     }
 }
@@ -467,16 +494,7 @@ impl NautobotSession {
         fields: Value,
         dns_name: Option<&str>,
     ) -> Result<Created, BackendError> {
-        let mut body = json!({
-            "address": format!("{addr}/{}", prefix.network.prefix_len()),
-            "namespace": prefix.namespace.as_deref().unwrap_or("Global"),
-            "status": "Active",
-            "type": "dhcp",
-            "custom_fields": fields,
-        });
-        if let Some(n) = dns_name {
-            body["dns_name"] = Value::from(n);
-        }
+        let body = create_body(prefix, addr, fields, dns_name);
         let r = self
             .client
             .send(Request::post("/api/ipam/ip-addresses/", &body).once())?;

@@ -18,8 +18,9 @@ use std::time::Instant;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
-const CUSTOM_FIELDS_JSON: &str = include_str!("../../../tests/data/nautobot/custom_fields.json");
-const PREFIXES: &str = include_str!("../../../tests/data/nautobot/prefixes_nested.json");
+pub(super) const CUSTOM_FIELDS_JSON: &str =
+    include_str!("../../../tests/data/nautobot/custom_fields.json");
+pub(super) const PREFIXES: &str = include_str!("../../../tests/data/nautobot/prefixes_nested.json");
 const PREFIXES_EMPTY: &str = include_str!("../../../tests/data/nautobot/prefixes_empty.json");
 const PREFIXES_BAD_ROLE: &str =
     include_str!("../../../tests/data/nautobot/prefixes_bad_role_400.json");
@@ -30,7 +31,7 @@ const IPS_PAGE1: &str = include_str!("../../../tests/data/nautobot/ip_addresses_
 const IP_CREATED: &str = include_str!("../../../tests/data/nautobot/ip_address_create_201.json");
 const IP_PATCHED: &str = include_str!("../../../tests/data/nautobot/ip_address_patch_200.json");
 const IP_STATIC: &str = include_str!("../../../tests/data/nautobot/ip_address_static_depth1.json");
-const GQL: &str = include_str!("../../../tests/data/nautobot/graphql_read.json");
+pub(super) const GQL: &str = include_str!("../../../tests/data/nautobot/graphql_read.json");
 const GQL_EMPTY: &str = include_str!("../../../tests/data/nautobot/graphql_read_empty.json");
 const GQL_ERROR: &str = include_str!("../../../tests/data/nautobot/graphql_error.json");
 const DUP_400: &str = include_str!("../../../tests/data/nautobot/duplicate_400.json");
@@ -41,10 +42,10 @@ const DUP_500_VALIDATION: &str =
 const BAD_TOKEN: &str = include_str!("../../../tests/data/nautobot/invalid_token_403.json");
 const NO_TOKEN: &str = include_str!("../../../tests/data/nautobot/no_token_403.json");
 
-fn v(s: &str) -> Value {
+pub(super) fn v(s: &str) -> Value {
     serde_json::from_str(s).unwrap()
 }
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 fn page<T: DeserializeOwned>(s: &str) -> Page<T> {
@@ -373,22 +374,22 @@ fn constructor_checks_and_never_shows_the_token() {
 // ---- whole jobs against a scripted server ----
 
 #[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    body: String,
+pub(super) struct Seen {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) body: String,
     auth: String,
 }
 
 type Handler = dyn Fn(&Seen) -> (u16, String) + Send + Sync;
 
-struct Fake {
-    url: String,
+pub(super) struct Fake {
+    pub(super) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Fake {
-    fn new(h: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Fake {
+    pub(super) fn new(h: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static) -> Fake {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -402,7 +403,7 @@ impl Fake {
         });
         Fake { url, seen }
     }
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         std::mem::take(&mut *lock(&self.seen))
     }
 }
@@ -545,15 +546,15 @@ fn won_by(
     }
 }
 
-fn backend(url: &str, allow_unknown: bool) -> Nautobot {
+pub(super) fn backend(url: &str, allow_unknown: bool) -> Nautobot {
     let mut c = conf(url);
     c.allow_unknown_devices = allow_unknown;
     Nautobot::new(&c, TOKEN.into(), 3600).unwrap()
 }
 
-const NOW: u64 = 1_800_000_000;
+pub(super) const NOW: u64 = 1_800_000_000;
 
-fn job(kind: JobKind, m: &str, boot: BootClient, known: Option<Known>) -> Job {
+pub(super) fn job(kind: JobKind, m: &str, boot: BootClient, known: Option<Known>) -> Job {
     Job {
         id: 1,
         kind,
@@ -568,7 +569,7 @@ fn job(kind: JobKind, m: &str, boot: BootClient, known: Option<Known>) -> Job {
     }
 }
 
-fn offer(m: &str) -> Job {
+pub(super) fn offer(m: &str) -> Job {
     job(JobKind::Offer, m, BootClient::None, None)
 }
 
@@ -579,7 +580,7 @@ fn lease_of(r: (Result<Outcome, BackendError>, u32)) -> (Lease, u32) {
     }
 }
 
-fn known(l: &Lease) -> Option<Known> {
+pub(super) fn known(l: &Lease) -> Option<Known> {
     Some(Known {
         addr: l.addr,
         kind: l.kind,

@@ -1,0 +1,404 @@
+//! Jobs that arrived together, run together: the renewals of leases the
+//! daemon knows in one bulk PATCH; the OFFERs of one prefix with one
+//! GraphQL read (every client's device and the prefix's records) and one
+//! bulk create of the addresses they get. What a bulk call cannot settle
+//! (a record gone, a create race lost, a takeover) runs alone, as it would
+//! without batching; every other job of the batch waits at most one more
+//! round trip for it.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::graphql::{graphql_many_query, parse_graphql_many, GqlError, ManySnapshot};
+use super::leases::{dns_name, lease_fields, lease_patch, make_lease};
+use super::{api, create_body, NautobotSession, PrefixInfo};
+use crate::backend::pool::{self, Choice, Pool};
+use crate::backend::rest::Request;
+use crate::backend::{
+    BackendError, Job, JobKind, Known, LeaseKind, NoLease, Outcome, OFFER_HOLD_SECS,
+};
+use crate::core::mac::MacAddr;
+
+type JobOutcome = Result<Outcome, BackendError>;
+
+/// Bulk create rounds of one batch: the first, and one without the
+/// addresses another server took meanwhile.
+const CREATE_ROUNDS: usize = 2;
+/// Addresses one OFFER of a batch may find claimed before it runs alone.
+const CHOICE_ROUNDS: usize = 8;
+
+impl NautobotSession {
+    /// One outcome per job, in order.
+    pub(super) fn run_together(&mut self, jobs: &[Job]) -> Vec<JobOutcome> {
+        if jobs.len() < 2 {
+            return jobs.iter().map(|j| self.run_job(j)).collect();
+        }
+        let mut out: Vec<Option<JobOutcome>> = vec![None; jobs.len()];
+        if !self.shared.fields_ready.load(Ordering::Relaxed) {
+            // One check for the batch; then each job as usual.
+            if let Err(e) = self.ensure_fields() {
+                for (o, j) in out.iter_mut().zip(jobs) {
+                    if !matches!(j.kind, JobKind::Inform { .. }) {
+                        *o = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let renewals: Vec<usize> = (0..jobs.len())
+            .filter(|&i| out[i].is_none() && renewal(&jobs[i]).is_some())
+            .collect();
+        if renewals.len() > 1 {
+            self.renew_together(jobs, &renewals, &mut out);
+        }
+        let offers: Vec<usize> = (0..jobs.len())
+            .filter(|&i| out[i].is_none() && jobs[i].kind == JobKind::Offer)
+            .collect();
+        if offers.len() > 1 && self.shared.graphql.load(Ordering::Relaxed) {
+            self.offer_together(jobs, &offers, &mut out);
+        }
+        jobs.iter()
+            .zip(out)
+            .map(|(j, o)| match o {
+                Some(o) => o,
+                None => self.run_job(j),
+            })
+            .collect()
+    }
+
+    // ---- renewals ----
+
+    /// One PATCH of every known dynamic lease of the batch. A record the
+    /// answer lacks (gone: Nautobot leaves unknown ids out) or shows
+    /// changed is left to the job's own path, which reads afresh.
+    fn renew_together(&mut self, jobs: &[Job], which: &[usize], out: &mut [Option<JobOutcome>]) {
+        let body: Vec<Value> = which
+            .iter()
+            .filter_map(|&i| {
+                let (_, id, lease_secs) = renewal(&jobs[i])?;
+                let j = &jobs[i];
+                let expire = j.now + Duration::from_secs(u64::from(lease_secs));
+                let mut b = lease_patch(j.client.mac, expire, j.client.hostname.as_deref(), false);
+                b["id"] = Value::from(id);
+                Some(b)
+            })
+            .collect();
+        let r = match self
+            .client
+            .send(Request::patch("/api/ipam/ip-addresses/", &body))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                for &i in which {
+                    out[i] = Some(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        if r.status != 200 {
+            log::debug!(
+                "nautobot: bulk renewal refused (HTTP {}); one by one",
+                r.status
+            );
+            return;
+        }
+        let Ok(list) = r.json::<Vec<Value>>() else {
+            return;
+        };
+        let records: Vec<pool::Record> = list
+            .into_iter()
+            .filter_map(|v| api::IpAddress::deserialize(v).ok()?.record())
+            .collect();
+        for &i in which {
+            let Some((known, id, lease_secs)) = renewal(&jobs[i]) else {
+                continue;
+            };
+            let ok = records
+                .iter()
+                .any(|r| r.id == id && r.addr == known.addr && r.dynamic);
+            if ok {
+                let mut lease = known.lease.clone();
+                lease.addr = known.addr;
+                lease.kind = LeaseKind::Dynamic;
+                lease.record = Some(id.to_owned());
+                lease.lease_secs = lease_secs;
+                out[i] = Some(Ok(Outcome::Lease(lease)));
+            }
+        }
+    }
+
+    // ---- offers ----
+
+    fn offer_together(&mut self, jobs: &[Job], which: &[usize], out: &mut [Option<JobOutcome>]) {
+        let mut groups: Vec<(PrefixInfo, Vec<usize>)> = Vec::new();
+        for &i in which {
+            match self.prefix(jobs[i].client.origin) {
+                Err(e) => out[i] = Some(Err(e)),
+                Ok(None) => out[i] = Some(Ok(Outcome::NoLease(NoLease::NoPrefix))),
+                Ok(Some(p)) => match groups.iter_mut().find(|(q, _)| q.id == p.id) {
+                    Some((_, v)) => v.push(i),
+                    None => groups.push((p, vec![i])),
+                },
+            }
+        }
+        for (prefix, idx) in groups {
+            if idx.len() > 1 {
+                self.offer_group(jobs, &prefix, &idx, out);
+            }
+        }
+    }
+
+    /// The OFFERs of one prefix: one read, then each client's choice in
+    /// turn (the claims keep them apart), then one create for all new
+    /// records.
+    fn offer_group(
+        &mut self,
+        jobs: &[Job],
+        prefix: &PrefixInfo,
+        idx: &[usize],
+        out: &mut [Option<JobOutcome>],
+    ) {
+        let macs: Vec<MacAddr> = idx.iter().map(|&i| jobs[i].client.mac).collect();
+        let snap = match self.read_many(&macs, prefix) {
+            Ok(Some(s)) => s,
+            // GraphQL cannot answer: the jobs read through REST alone.
+            Ok(None) => return,
+            Err(e) => {
+                for &i in idx {
+                    out[i] = Some(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let pool = Pool {
+            network: prefix.network,
+            reserved: self.shared.reserved,
+        };
+        let lease_secs = self.shared.lease_secs;
+        let mut creates: Vec<(usize, Ipv4Addr)> = Vec::new();
+        for (n, &i) in idx.iter().enumerate() {
+            let job = &jobs[i];
+            let mac = job.client.mac;
+            // The same client twice in one batch: the second runs alone.
+            if macs[..n].contains(&mac) {
+                continue;
+            }
+            let device = snap.devices.get(n).cloned().flatten();
+            if device.is_none() && !self.shared.allow_unknown {
+                out[i] = Some(Ok(Outcome::NoLease(NoLease::UnknownDevice)));
+                continue;
+            }
+            let mut skip = self.shared.claims.others(mac);
+            let lease = |addr, kind, record: String| {
+                Some(Ok(Outcome::Lease(make_lease(
+                    job,
+                    prefix,
+                    addr,
+                    kind,
+                    record,
+                    lease_secs,
+                    device.as_ref(),
+                ))))
+            };
+            for _ in 0..CHOICE_ROUNDS {
+                match pool::choose(&snap.records, &pool, mac, job.now, &skip) {
+                    Choice::Static(r) => out[i] = lease(r.addr, LeaseKind::Static, r.id),
+                    Choice::Permanent(r) => out[i] = lease(r.addr, LeaseKind::Permanent, r.id),
+                    Choice::Own(r) => out[i] = lease(r.addr, LeaseKind::Dynamic, r.id),
+                    Choice::Free(a) => {
+                        if !self.shared.claims.take(a, mac) {
+                            skip.push(a);
+                            continue;
+                        }
+                        creates.push((i, a));
+                    }
+                    // A takeover is a PATCH of its own: the job runs alone.
+                    Choice::Reuse(_) => {}
+                    Choice::Exhausted => {
+                        out[i] = Some(Ok(Outcome::NoLease(NoLease::PoolExhausted)))
+                    }
+                }
+                break;
+            }
+        }
+        self.create_together(jobs, prefix, &snap, idx, creates, out);
+    }
+
+    /// The GraphQL read of several clients' devices and a prefix's
+    /// records. None: this server's schema cannot answer it (reads go
+    /// through REST from now on).
+    fn read_many(
+        &mut self,
+        macs: &[MacAddr],
+        prefix: &PrefixInfo,
+    ) -> Result<Option<ManySnapshot>, BackendError> {
+        let query = graphql_many_query(macs, prefix);
+        let r = self.client.send(Request::post(
+            "/api/graphql/",
+            &serde_json::json!({ "query": query }),
+        ))?;
+        match parse_graphql_many(r.status, &r.body, macs.len()) {
+            Ok(s) => Ok(Some(s)),
+            Err(GqlError::Schema(msg)) => {
+                log::warn!(
+                    "nautobot: GraphQL cannot answer ({msg}); reading through REST from now on"
+                );
+                self.shared.graphql.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(GqlError::Backend(e)) => Err(e),
+        }
+    }
+
+    /// One POST of the new records (`creates`: job index, address), each
+    /// holding its address for OFFER_HOLD_SECS. A refusal names the
+    /// records another server made first: those jobs run alone (they read
+    /// again), the others are sent once more without them.
+    fn create_together(
+        &mut self,
+        jobs: &[Job],
+        prefix: &PrefixInfo,
+        snap: &ManySnapshot,
+        idx: &[usize],
+        mut creates: Vec<(usize, Ipv4Addr)>,
+        out: &mut [Option<JobOutcome>],
+    ) {
+        let device_of = |i: usize| {
+            idx.iter()
+                .position(|&j| j == i)
+                .and_then(|n| snap.devices.get(n).cloned().flatten())
+        };
+        for _ in 0..CREATE_ROUNDS {
+            if creates.is_empty() {
+                return;
+            }
+            let body: Vec<Value> = creates
+                .iter()
+                .map(|&(i, a)| {
+                    let j = &jobs[i];
+                    let hold = j.now + Duration::from_secs(OFFER_HOLD_SECS);
+                    let host = j.client.hostname.as_deref();
+                    let fields = lease_fields(Some(j.client.mac), hold, host);
+                    create_body(prefix, a, fields, dns_name(host))
+                })
+                .collect();
+            let give_back = |s: &Self, list: &[(usize, Ipv4Addr)]| {
+                for &(i, a) in list {
+                    s.shared.claims.give_back(a, jobs[i].client.mac);
+                }
+            };
+            let r = match self
+                .client
+                .send(Request::post("/api/ipam/ip-addresses/", &body).once())
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    give_back(self, &creates);
+                    for &(i, _) in &creates {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    return;
+                }
+            };
+            if r.status == 200 || r.status == 201 {
+                let ids: Vec<Option<String>> = r
+                    .json::<Vec<api::Created>>()
+                    .map(|v| v.into_iter().map(|c| c.id).collect())
+                    .unwrap_or_default();
+                if ids.len() != creates.len() {
+                    let e = BackendError::BadAnswer(format!(
+                        "{} records created, {} asked for",
+                        ids.len(),
+                        creates.len()
+                    ));
+                    for &(i, _) in &creates {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    return;
+                }
+                for (&(i, a), id) in creates.iter().zip(ids) {
+                    out[i] = Some(match id {
+                        Some(id) => Ok(Outcome::Lease(make_lease(
+                            &jobs[i],
+                            prefix,
+                            a,
+                            LeaseKind::Dynamic,
+                            id,
+                            self.shared.lease_secs,
+                            device_of(i).as_ref(),
+                        ))),
+                        None => Err(BackendError::BadAnswer("created address has no id".into())),
+                    });
+                }
+                return;
+            }
+            match refused_items(r.status, &r.body, creates.len()) {
+                Some(refused) => {
+                    // Those run alone; the rest go again.
+                    let (lost, rest): (Vec<_>, Vec<_>) = creates
+                        .iter()
+                        .enumerate()
+                        .partition(|(n, _)| refused.contains(n));
+                    let lost: Vec<(usize, Ipv4Addr)> = lost.into_iter().map(|(_, c)| *c).collect();
+                    give_back(self, &lost);
+                    creates = rest.into_iter().map(|(_, c)| *c).collect();
+                }
+                None if api::is_duplicate(r.status, &r.body) => {
+                    // A race the answer does not pin down: each runs alone.
+                    give_back(self, &creates);
+                    return;
+                }
+                None => {
+                    give_back(self, &creates);
+                    let e = self.client.error(&r);
+                    for &(i, _) in &creates {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        // Still refused after the last round: alone, too.
+        for &(i, a) in &creates {
+            self.shared.claims.give_back(a, jobs[i].client.mac);
+        }
+    }
+}
+
+/// A Confirm of the lease the daemon knows, by record id: what it renews.
+fn renewal(job: &Job) -> Option<(&Known, &str, u32)> {
+    let JobKind::Confirm { addr, lease_secs } = job.kind else {
+        return None;
+    };
+    let k = job.known_about(addr)?;
+    match (k.kind, k.record.as_deref()) {
+        (LeaseKind::Dynamic, Some(id)) => Some((k, id, lease_secs)),
+        _ => None,
+    }
+}
+
+/// The items of a bulk create that Nautobot refused, from its 400 answer:
+/// one error object per item, `{}` for those that were fine. None: the
+/// answer is not of that form.
+pub(super) fn refused_items(status: u16, body: &[u8], items: usize) -> Option<Vec<usize>> {
+    if status != 400 {
+        return None;
+    }
+    let list: Vec<Value> = serde_json::from_slice(body).ok()?;
+    if list.len() != items {
+        return None;
+    }
+    let refused: Vec<usize> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.as_object().is_some_and(|o| o.is_empty()))
+        .map(|(n, _)| n)
+        .collect();
+    (!refused.is_empty()).then_some(refused)
+}
+
+#[cfg(test)]
+mod tests;

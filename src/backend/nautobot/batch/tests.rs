@@ -1,0 +1,286 @@
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use super::super::tests::{
+    backend, job, known, lock, offer, v, Fake, Seen, CUSTOM_FIELDS_JSON, GQL, PREFIXES,
+};
+use super::refused_items;
+use crate::backend::test_util::{ip, mac};
+use crate::backend::{Backend, BackendError, BootClient, JobKind, Lease, Outcome};
+
+const BULK_DUP_400: &str =
+    include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
+
+/// A server that takes lists: GraphQL with one `mN` alias per client, bulk
+/// create (the item numbered `refuse` of the first one is refused, its
+/// address then reads back as another client's) and bulk PATCH (ids
+/// starting with "gone" are left out of the answer, as Nautobot does).
+fn bulk_server(refuse: Option<usize>) -> impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static {
+    let taken: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let bulk_posts = Mutex::new(0usize);
+    move |r: &Seen| {
+        let p = r.path.as_str();
+        let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        if p.starts_with("/api/extras/custom-fields/") {
+            return (200, CUSTOM_FIELDS_JSON.into());
+        }
+        if p.starts_with("/api/ipam/prefixes/") {
+            return (200, PREFIXES.into());
+        }
+        if p.starts_with("/api/graphql/") {
+            let gql = v(GQL);
+            let q = body["query"].as_str().unwrap_or("");
+            let mut data = serde_json::Map::new();
+            let mut n = 0;
+            while q.contains(&format!(" m{n}: devices(")) {
+                data.insert(format!("m{n}"), gql["data"]["devices"].clone());
+                n += 1;
+            }
+            if q.contains("devices(mac_address") && n == 0 {
+                data.insert("devices".into(), gql["data"]["devices"].clone());
+            }
+            let mut ips = gql["data"]["ip_addresses"].as_array().unwrap().clone();
+            ips.extend(lock(&taken).iter().cloned());
+            data.insert("ip_addresses".into(), Value::Array(ips));
+            return (200, json!({ "data": data }).to_string());
+        }
+        let created = |item: &Value| {
+            let host = item["address"]
+                .as_str()
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            json!({"id": format!("new-{host}"), "host": host, "type": "dhcp"})
+        };
+        match (r.method.as_str(), body) {
+            ("POST", Value::Array(items)) if p == "/api/ipam/ip-addresses/" => {
+                let first = {
+                    let mut n = lock(&bulk_posts);
+                    *n += 1;
+                    *n == 1
+                };
+                if let (true, Some(k)) = (first, refuse) {
+                    let host = created(&items[k])["host"].as_str().unwrap().to_owned();
+                    lock(&taken).push(json!({
+                        "id": format!("other-{host}"), "host": host, "type": "DHCP",
+                        "_custom_field_data": {"pydhcp_mac": "02:00:00:00:00:aa",
+                                               "pydhcp_expire": "2099-01-01T00:00:00Z"},
+                        "interfaces": [],
+                    }));
+                    let errors: Vec<Value> = (0..items.len())
+                        .map(|n| {
+                            if n == k {
+                                json!({"__all__": ["already exists"]})
+                            } else {
+                                json!({})
+                            }
+                        })
+                        .collect();
+                    return (400, Value::Array(errors).to_string());
+                }
+                (
+                    201,
+                    Value::Array(items.iter().map(created).collect()).to_string(),
+                )
+            }
+            ("POST", item) if p == "/api/ipam/ip-addresses/" => (201, created(&item).to_string()),
+            ("PATCH", Value::Array(items)) => {
+                let answer: Vec<Value> = items
+                    .iter()
+                    .filter(|i| !i["id"].as_str().unwrap_or("").starts_with("gone"))
+                    .map(|i| {
+                        let id = i["id"].as_str().unwrap();
+                        let host = id.trim_start_matches("new-");
+                        json!({"id": id, "host": host, "type": "dhcp"})
+                    })
+                    .collect();
+                (200, Value::Array(answer).to_string())
+            }
+            ("PATCH", _) => (404, r#"{"detail":"Not found."}"#.into()),
+            _ => (404, "{}".into()),
+        }
+    }
+}
+
+fn leases(out: Vec<Result<Outcome, BackendError>>) -> Vec<Lease> {
+    out.into_iter()
+        .map(|o| match o {
+            Ok(Outcome::Lease(l)) => l,
+            other => panic!("no lease: {other:?}"),
+        })
+        .collect()
+}
+
+fn clients(n: u8) -> Vec<crate::backend::Job> {
+    (0..n)
+        .map(|i| {
+            let mut j = offer(&format!("02:00:00:00:01:{i:02x}"));
+            j.id = u64::from(i);
+            j
+        })
+        .collect()
+}
+
+fn bulk_posts(seen: &[Seen]) -> Vec<usize> {
+    seen.iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/ipam/ip-addresses/")
+        .filter_map(|r| {
+            serde_json::from_str::<Value>(&r.body)
+                .ok()?
+                .as_array()
+                .map(Vec::len)
+        })
+        .collect()
+}
+
+#[test]
+fn offers_of_a_batch_share_one_read_and_one_create() {
+    let fake = Fake::new(bulk_server(None));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    fake.seen();
+    let mut s = nb.session();
+    let jobs = clients(5);
+    let (out, calls) = s.run_batch(&jobs);
+    let l = leases(out);
+    // prefix, one read, one create.
+    assert_eq!(calls, 3);
+    assert_eq!(bulk_posts(&fake.seen()), [5]);
+    let addrs: HashSet<_> = l.iter().map(|l| l.addr).collect();
+    assert_eq!(addrs.len(), 5, "one address each: {l:?}");
+    for l in &l {
+        assert_eq!(
+            l.record.as_deref(),
+            Some(format!("new-{}", l.addr).as_str())
+        );
+    }
+
+    // The REQUESTs that follow renew by record id: one PATCH for all.
+    let confirms: Vec<_> = l
+        .iter()
+        .zip(&jobs)
+        .map(|(l, j)| {
+            let mut c = job(
+                JobKind::Confirm {
+                    addr: l.addr,
+                    lease_secs: 3600,
+                },
+                &j.client.mac.to_string(),
+                BootClient::None,
+                known(l),
+            );
+            c.id = j.id;
+            c
+        })
+        .collect();
+    let (out, calls) = s.run_batch(&confirms);
+    assert_eq!(calls, 1);
+    let acked = leases(out);
+    assert_eq!(
+        acked.iter().map(|l| l.addr).collect::<Vec<_>>(),
+        l.iter().map(|l| l.addr).collect::<Vec<_>>()
+    );
+    let patch = fake.seen().pop().unwrap();
+    assert_eq!(
+        (patch.method.as_str(), patch.path.as_str()),
+        ("PATCH", "/api/ipam/ip-addresses/")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&patch.body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn a_refused_item_runs_alone_and_the_others_go_once_more() {
+    let fake = Fake::new(bulk_server(Some(1)));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    fake.seen();
+    let jobs = clients(4);
+    let (out, calls) = nb.session().run_batch(&jobs);
+    let l = leases(out);
+    let posts = bulk_posts(&fake.seen());
+    // The refused list, the three others once more; the fourth client
+    // alone: its own read and create.
+    assert_eq!(posts, [4, 3], "{posts:?}");
+    assert_eq!(
+        calls,
+        1 + 1 + 2 + 2,
+        "prefix, read, two bulk creates, read + create"
+    );
+    let addrs: HashSet<_> = l.iter().map(|l| l.addr).collect();
+    assert_eq!(addrs.len(), 4, "{l:?}");
+    let lost = l[1].addr;
+    assert!(l[1].record.as_deref().unwrap().starts_with("new-"));
+    assert!(!l.iter().enumerate().any(|(n, x)| n != 1 && x.addr == lost));
+}
+
+#[test]
+fn a_renewal_whose_record_is_gone_takes_the_full_path() {
+    let fake = Fake::new(bulk_server(None));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    fake.seen();
+    let mut s = nb.session();
+    let (out, _) = s.run_batch(&clients(3));
+    let mut l = leases(out);
+    l[2].record = Some("gone-1".into());
+    let confirms: Vec<_> = l
+        .iter()
+        .enumerate()
+        .map(|(n, l)| {
+            let mut c = job(
+                JobKind::Confirm {
+                    addr: l.addr,
+                    lease_secs: 3600,
+                },
+                &format!("02:00:00:00:01:{n:02x}"),
+                BootClient::None,
+                known(l),
+            );
+            c.id = n as u64;
+            c
+        })
+        .collect();
+    let (out, calls) = s.run_batch(&confirms);
+    assert!(matches!(out[0], Ok(Outcome::Lease(_))) && matches!(out[1], Ok(Outcome::Lease(_))));
+    // The third: its own PATCH (404), then the full path: a read that
+    // shows the address free, and a create for the client.
+    assert_eq!(calls, 1 + 1 + 1 + 1);
+    match &out[2] {
+        Ok(Outcome::Lease(x)) => assert_eq!(
+            (x.addr, x.record.as_deref()),
+            (l[2].addr, Some(format!("new-{}", l[2].addr).as_str()))
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bulk_refusals_name_their_items() {
+    assert_eq!(
+        refused_items(400, BULK_DUP_400.as_bytes(), 2),
+        Some(vec![1])
+    );
+    assert_eq!(
+        refused_items(400, BULK_DUP_400.as_bytes(), 3),
+        None,
+        "not one per item"
+    );
+    assert_eq!(refused_items(500, BULK_DUP_400.as_bytes(), 2), None);
+    assert_eq!(refused_items(400, b"[{}, {}]", 2), None, "nothing refused");
+    for junk in [&b"{}"[..], b"", b"[1, null]", b"\xff"] {
+        let _ = refused_items(400, junk, 2);
+    }
+    assert_eq!(refused_items(400, b"[1, null]", 2), Some(vec![0, 1]));
+    let _ = (ip(1), mac("02:00:00:00:00:01"));
+}
