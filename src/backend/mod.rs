@@ -216,6 +216,13 @@ pub trait Backend: Send + Sync {
 
     /// Short name for logs ("nautobot", "netbox").
     fn name(&self) -> &'static str;
+
+    /// Whether [`Session::run_batch`] combines the jobs of a batch. When it
+    /// does not, each worker takes one job at a time, so that the jobs of a
+    /// burst run side by side.
+    fn combines(&self) -> bool {
+        false
+    }
 }
 
 /// One worker's connection to the backend. Blocks.

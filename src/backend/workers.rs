@@ -23,6 +23,14 @@ pub struct Batching {
     pub size: usize,
 }
 
+impl Batching {
+    /// No batches: each job as it comes.
+    pub const ONE_AT_A_TIME: Batching = Batching {
+        window: Duration::ZERO,
+        size: 1,
+    };
+}
+
 /// `urgent` jobs (REQUEST, RELEASE, DECLINE: a client that already holds an
 /// offer or a lease, usually one call) always go before `offers` (DISCOVER,
 /// several calls): under a burst, clients that got an OFFER must get their

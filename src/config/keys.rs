@@ -53,6 +53,18 @@ const BACKEND_KEYS: &[&str] = &[
     "prefix_roles",
     "reserved",
     "workers",
+    "timeout",
+    "ca_file",
+    "allow_unknown_devices",
+];
+
+/// Nautobot's keys: the common ones, and the batching of its jobs.
+const NAUTOBOT_KEYS: &[&str] = &[
+    "url",
+    "token_file",
+    "prefix_roles",
+    "reserved",
+    "workers",
     "batch_window",
     "batch_size",
     "timeout",
@@ -66,7 +78,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("dhcp", DHCP_KEYS),
     ("ipv6", IPV6_KEYS),
     ("relay", RELAY_KEYS),
-    ("nautobot", BACKEND_KEYS),
+    ("nautobot", NAUTOBOT_KEYS),
     ("netbox", BACKEND_KEYS),
     ("limits", LIMITS_KEYS),
 ];

@@ -316,9 +316,13 @@ pub fn run(
         workers::spawn(
             backend.clone(),
             cfg.backend().workers,
-            workers::Batching {
-                window: Duration::from_millis(cfg.backend().batch_window_ms),
-                size: cfg.backend().batch_size,
+            if backend.combines() {
+                workers::Batching {
+                    window: Duration::from_millis(cfg.backend().batch_window_ms),
+                    size: cfg.backend().batch_size,
+                }
+            } else {
+                workers::Batching::ONE_AT_A_TIME
             },
             urgent_rx,
             offer_rx,

@@ -36,7 +36,13 @@
 //!
 //! A new client's DORA is thus 4 calls with a cold prefix cache and 3 warm; a
 //! renewal the daemon knows is 1. Every HTTP request counts in the returned
-//! number, retries included. A custom-field check (`prepare`) precedes the
+//! number, retries included.
+//!
+//! Jobs that reach a worker together (`batch_window`, `batch_size`) share
+//! their calls (see `batch`): the OFFERs of one prefix make one GraphQL read
+//! (a `devices` alias per client) and one bulk create (`POST` of a list);
+//! known dynamic renewals make one bulk `PATCH`. A burst of new clients
+//! thus costs about 3 calls per batch instead of 3 per client. A custom-field check (`prepare`) precedes the
 //! first job if `prepare` failed at start.
 //!
 //! # Decisions
@@ -192,6 +198,10 @@ impl Backend for Nautobot {
 
     fn name(&self) -> &'static str {
         "nautobot"
+    }
+
+    fn combines(&self) -> bool {
+        true
     }
 }
 
