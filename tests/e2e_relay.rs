@@ -177,7 +177,8 @@ fn first_bmcs_get_pool_start_and_are_recorded() {
 
     let (cold, warm) = (c1.calls() - c0.calls(), c2.calls() - c1.calls());
     eprintln!("RESULT one new client DORA: {cold} API calls (cold prefix cache), {warm} (warm)");
-    assert!(cold <= 4 && warm <= 4, "API calls per DORA: {cold}, {warm}");
+    // The OFFER reads and writes the whole lease; its REQUEST costs nothing.
+    assert!(cold <= 3 && warm <= 2, "API calls per DORA: {cold}, {warm}");
     assert_eq!(c2.answer("DHCPNAK"), 0, "{c2}");
 }
 
@@ -368,6 +369,7 @@ fn burst_of_200_bmcs() {
     b.assert_unique_addresses();
     assert_no_drops(&c1);
     let acked = b.acked();
+    wait_offers_withdrawn(&nb.api, Duration::from_secs(15));
     let holds = check_records(&nb.api, &acked, 3600, (started, acked_at));
     assert_eq!(holds, 0, "spare offer holds left by a single daemon");
     let per = (c1.calls() - c0.calls()) as f64 / 200.0;

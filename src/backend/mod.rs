@@ -131,6 +131,10 @@ pub struct Lease {
     pub record: Option<String>,
     /// Lease time to hand out, seconds.
     pub lease_secs: u32,
+    /// The `pydhcp_expire` this answer wrote into the record; None when it
+    /// wrote none. A REQUEST that follows an OFFER whose write already
+    /// covers the lease costs no call.
+    pub recorded_until: Option<SystemTime>,
 }
 
 /// Why there is no lease. `NotYours` is the one that may become a NAK.

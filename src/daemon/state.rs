@@ -128,6 +128,12 @@ impl State {
         } else {
             crossbeam_channel::never()
         };
+        // Relay mode: offers not taken are withdrawn when their hold runs out.
+        let relay_tick = if self.relay.is_some() {
+            crossbeam_channel::tick(Duration::from_secs(1))
+        } else {
+            crossbeam_channel::never()
+        };
         let watchdog = sdnotify::watchdog();
         let watchdog_tick = match watchdog {
             Some(w) => crossbeam_channel::tick(w / 3),
@@ -159,6 +165,11 @@ impl State {
                     (Err(_), _) => relayed = crossbeam_channel::never(),
                 },
                 recv(ra_tick) -> _ => self.bindings.periodic_ras(),
+                recv(relay_tick) -> _ => {
+                    if let Some(r) = self.relay.as_mut() {
+                        r.tick(SystemTime::now());
+                    }
+                },
                 recv(metrics_tick) -> _ => {
                     if let Some(tx) = &self.metrics {
                         let _ = tx.try_send(self.report().metrics());

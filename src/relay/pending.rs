@@ -9,11 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, info, warn};
 
-use crate::backend::{Job, JobKind, JobResult, Known, Outcome, OFFER_HOLD_SECS};
+use crate::backend::{Client, Job, JobKind, JobResult, Known, LeaseKind, Outcome, OFFER_HOLD_SECS};
+use crate::core::boot::BootClient;
 use crate::core::mac::MacAddr;
-use crate::core::relay4::{self, RecvCtx, Request, Step};
+use crate::core::relay4::{self, MsgType, RecvCtx, Request, Step};
+use crate::core::Refusal;
 use crate::daemon::counters::{bump, fmt_map};
 use crate::daemon::warnings::{suppressed, WarnLimiter};
+use crate::relay::offered::{Offered, Unclaimed};
 use crate::relay::socket::{RelayPacket, RelaySender};
 
 /// Known leases kept at most; beyond it the table starts afresh (it is only a
@@ -29,6 +32,8 @@ struct Pending {
     since: SystemTime,
     /// An OFFER job counted against this subnet's outstanding offers.
     offer_origin: Option<Ipv4Addr>,
+    /// The address that picks the client's subnet.
+    origin: Ipv4Addr,
 }
 
 /// How much of the backend one flood can take.
@@ -110,6 +115,12 @@ pub struct RelayCounters {
     /// DISCOVERs dropped because their subnet had max_offers outstanding.
     pub offers_capped: u64,
     pub backend_calls: u64,
+    /// Offers not taken whose record was released (the client asked
+    /// another server, or the hold ran out).
+    pub offers_withdrawn: u64,
+    /// Withdrawals dropped because the job queue was full (the record
+    /// then keeps its address until its lease runs out).
+    pub withdrawals_refused: u64,
     pub backend_errors: BTreeMap<&'static str, u64>,
     pub no_lease: BTreeMap<&'static str, u64>,
     pub ignored: BTreeMap<&'static str, u64>,
@@ -128,6 +139,8 @@ pub struct RelaySide {
     /// With the time the record's hold or lease runs out: after it the
     /// record may belong to someone else, so the hint is dropped.
     known: HashMap<MacAddr, (Known, SystemTime)>,
+    /// Offers written for the whole lease, until the client takes them.
+    offered: Offered,
     next_id: u64,
     limits: RelayLimits,
     outstanding: Outstanding,
@@ -154,6 +167,7 @@ impl RelaySide {
             pending: HashMap::new(),
             by_mac: HashMap::new(),
             known: HashMap::new(),
+            offered: Offered::default(),
             next_id: 1,
             limits,
             outstanding: Outstanding::default(),
@@ -182,6 +196,12 @@ impl RelaySide {
         match relay4::decide(&req, &ctx, &self.settings) {
             Step::Ignore(r) => {
                 bump(&mut self.stats.ignored, r.name());
+                // The client took another server's offer: ours goes back.
+                if r == Refusal::OtherServer && req.msg == MsgType::Request {
+                    if let Some(u) = self.offered.declined(req.chaddr) {
+                        self.withdraw(u, now);
+                    }
+                }
                 debug!(
                     "relay: {} {} from {} ignored: {}",
                     req.chaddr,
@@ -209,6 +229,10 @@ impl RelaySide {
                 }
                 self.outstanding.expire(now);
                 self.outstanding.release(mac);
+                self.withdraw_expired(now);
+                if kind != JobKind::Offer {
+                    self.offered.taken(mac);
+                }
                 let offer_origin = match kind {
                     // Clients this daemon leased to are never held back.
                     JobKind::Offer if !self.known.contains_key(&mac) => Some(client.origin),
@@ -244,6 +268,7 @@ impl RelaySide {
                     });
                 let id = self.next_id;
                 self.next_id += 1;
+                let origin = client.origin;
                 let job = Job {
                     id,
                     kind: kind.clone(),
@@ -270,6 +295,7 @@ impl RelaySide {
                                 kind,
                                 since: now,
                                 offer_origin,
+                                origin,
                             },
                         );
                     }
@@ -278,6 +304,50 @@ impl RelaySide {
                     }
                 }
             }
+        }
+    }
+
+    /// Once a second: offers whose hold ran out unasked for are withdrawn.
+    pub fn tick(&mut self, now: SystemTime) {
+        self.withdraw_expired(now);
+    }
+
+    fn withdraw_expired(&mut self, now: SystemTime) {
+        for u in self.offered.expired(now) {
+            self.withdraw(u, now);
+        }
+    }
+
+    /// A RELEASE of an offer's record, so that its address is free again
+    /// at once. Nobody waits for its answer.
+    fn withdraw(&mut self, u: Unclaimed, now: SystemTime) {
+        if self
+            .known
+            .get(&u.mac)
+            .is_some_and(|(k, _)| k.record == u.known.record)
+        {
+            self.known.remove(&u.mac);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let job = Job {
+            id,
+            kind: JobKind::Release { addr: u.known.addr },
+            client: Client {
+                mac: u.mac,
+                hostname: None,
+                origin: u.origin,
+                boot: BootClient::None,
+            },
+            known: Some(u.known),
+            now,
+        };
+        match self.urgent.try_send(job) {
+            Ok(()) => {
+                self.stats.offers_withdrawn += 1;
+                debug!("relay: offer to {} withdrawn", u.mac);
+            }
+            Err(_) => self.stats.withdrawals_refused += 1,
         }
     }
 
@@ -330,6 +400,20 @@ impl RelaySide {
             Ok(Outcome::Lease(l)) => {
                 if self.known.len() >= MAX_KNOWN {
                     self.known.clear();
+                }
+                if p.kind == JobKind::Offer && l.recorded_until.is_some() {
+                    if let (LeaseKind::Dynamic, Some(_)) = (l.kind, &l.record) {
+                        let k = Known {
+                            addr: l.addr,
+                            kind: l.kind,
+                            record: l.record.clone(),
+                            lease: l.clone(),
+                        };
+                        let until = since + Duration::from_secs(OFFER_HOLD_SECS);
+                        if let Some(u) = self.offered.add(mac, k, p.origin, until) {
+                            self.withdraw(u, SystemTime::now());
+                        }
+                    }
                 }
                 // An OFFER only holds the address for a moment.
                 let secs = match p.kind {
@@ -434,6 +518,16 @@ impl RelaySide {
             "DISCOVERs dropped because their subnet had max_offers outstanding.",
             s.offers_capped,
         );
+        t.counter(
+            "relay_offers_withdrawn_total",
+            "Offers not taken whose record was released.",
+            s.offers_withdrawn,
+        );
+        t.counter(
+            "relay_withdrawals_refused_total",
+            "Offer withdrawals dropped because the job queue was full.",
+            s.withdrawals_refused,
+        );
         t.gauge(
             "relay_outstanding_offers",
             "Offers outstanding (jobs running and addresses held), all subnets.",
@@ -479,12 +573,13 @@ impl RelaySide {
     pub fn dump(&self) {
         let s = &self.stats;
         info!(
-            "relay: requests {} absorbed {} jobs {} jobs_refused {} offers_capped {} pending {} known_leases {} backend_calls {} send_errors {}",
+            "relay: requests {} absorbed {} jobs {} jobs_refused {} offers_capped {} offers_withdrawn {} pending {} known_leases {} backend_calls {} send_errors {}",
             s.requests,
             s.absorbed,
             s.jobs,
             s.jobs_refused,
             s.offers_capped,
+            s.offers_withdrawn,
             self.pending.len(),
             self.known.len(),
             s.backend_calls,

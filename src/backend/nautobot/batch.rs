@@ -1,5 +1,5 @@
-//! Jobs that arrived together, run together: the renewals of leases the
-//! daemon knows in one bulk PATCH; the OFFERs of one prefix with one
+//! Jobs that arrived together, run together: the renewals, releases and
+//! declines of leases the daemon knows in one bulk PATCH; the OFFERs of one prefix with one
 //! GraphQL read (every client's device and the prefix's records) and one
 //! bulk create of the addresses they get. What a bulk call cannot settle
 //! (a record gone, a create race lost, a takeover) runs alone, as it would
@@ -14,13 +14,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::graphql::{graphql_many_query, parse_graphql_many, GqlError, ManySnapshot};
-use super::leases::{dns_name, lease_fields, lease_patch, make_lease};
+use super::leases::{
+    covers, decline_patch, dns_name, lease_fields, lease_patch, make_lease, offer_hold,
+    release_patch,
+};
 use super::{api, create_body, NautobotSession, PrefixInfo};
 use crate::backend::pool::{self, Choice, Pool};
 use crate::backend::rest::Request;
-use crate::backend::{
-    BackendError, Job, JobKind, Known, LeaseKind, NoLease, Outcome, OFFER_HOLD_SECS,
-};
+use crate::backend::{BackendError, Job, JobKind, Known, LeaseKind, NoLease, Outcome};
 use crate::core::mac::MacAddr;
 
 type JobOutcome = Result<Outcome, BackendError>;
@@ -48,11 +49,21 @@ impl NautobotSession {
                 }
             }
         }
-        let renewals: Vec<usize> = (0..jobs.len())
-            .filter(|&i| out[i].is_none() && renewal(&jobs[i]).is_some())
+        // REQUESTs for what an OFFER just wrote: nothing to write.
+        for (o, j) in out.iter_mut().zip(jobs) {
+            if o.is_none() {
+                if let Some((known, id, lease_secs)) = renewal(j) {
+                    if covers(known, j.now, lease_secs) {
+                        *o = Some(Ok(Outcome::Lease(renewed(known, id, lease_secs, None))));
+                    }
+                }
+            }
+        }
+        let writes: Vec<usize> = (0..jobs.len())
+            .filter(|&i| out[i].is_none() && known_write(&jobs[i]).is_some())
             .collect();
-        if renewals.len() > 1 {
-            self.renew_together(jobs, &renewals, &mut out);
+        if writes.len() > 1 {
+            self.write_known_together(jobs, &writes, &mut out);
         }
         let offers: Vec<usize> = (0..jobs.len())
             .filter(|&i| out[i].is_none() && jobs[i].kind == JobKind::Offer)
@@ -69,19 +80,33 @@ impl NautobotSession {
             .collect()
     }
 
-    // ---- renewals ----
+    // ---- writes by record id ----
 
-    /// One PATCH of every known dynamic lease of the batch. A record the
-    /// answer lacks (gone: Nautobot leaves unknown ids out) or shows
-    /// changed is left to the job's own path, which reads afresh.
-    fn renew_together(&mut self, jobs: &[Job], which: &[usize], out: &mut [Option<JobOutcome>]) {
+    /// One PATCH of every known dynamic lease of the batch that is renewed,
+    /// released or declined. A record the answer lacks (gone: Nautobot
+    /// leaves unknown ids out) or shows changed is left to the job's own
+    /// path, which reads afresh.
+    fn write_known_together(
+        &mut self,
+        jobs: &[Job],
+        which: &[usize],
+        out: &mut [Option<JobOutcome>],
+    ) {
         let body: Vec<Value> = which
             .iter()
             .filter_map(|&i| {
-                let (_, id, lease_secs) = renewal(&jobs[i])?;
                 let j = &jobs[i];
-                let expire = j.now + Duration::from_secs(u64::from(lease_secs));
-                let mut b = lease_patch(j.client.mac, expire, j.client.hostname.as_deref(), false);
+                let (w, id) = known_write(j)?;
+                let mut b = match w {
+                    KnownWrite::Renew { lease_secs, .. } => lease_patch(
+                        j.client.mac,
+                        j.now + Duration::from_secs(u64::from(lease_secs)),
+                        j.client.hostname.as_deref(),
+                        false,
+                    ),
+                    KnownWrite::Release(_) => release_patch(j.now),
+                    KnownWrite::Decline(_) => decline_patch(j.now),
+                };
                 b["id"] = Value::from(id);
                 Some(b)
             })
@@ -100,7 +125,7 @@ impl NautobotSession {
         };
         if r.status != 200 {
             log::debug!(
-                "nautobot: bulk renewal refused (HTTP {}); one by one",
+                "nautobot: bulk update refused (HTTP {}); one by one",
                 r.status
             );
             return;
@@ -113,20 +138,27 @@ impl NautobotSession {
             .filter_map(|v| api::IpAddress::deserialize(v).ok()?.record())
             .collect();
         for &i in which {
-            let Some((known, id, lease_secs)) = renewal(&jobs[i]) else {
+            let Some((w, id)) = known_write(&jobs[i]) else {
                 continue;
             };
-            let ok = records
-                .iter()
-                .any(|r| r.id == id && r.addr == known.addr && r.dynamic);
-            if ok {
-                let mut lease = known.lease.clone();
-                lease.addr = known.addr;
-                lease.kind = LeaseKind::Dynamic;
-                lease.record = Some(id.to_owned());
-                lease.lease_secs = lease_secs;
-                out[i] = Some(Ok(Outcome::Lease(lease)));
-            }
+            let Some(r) = records.iter().find(|r| r.id == id) else {
+                continue;
+            };
+            out[i] = match w {
+                KnownWrite::Renew { known, lease_secs } if r.addr == known.addr && r.dynamic => {
+                    let expire = jobs[i].now + Duration::from_secs(u64::from(lease_secs));
+                    Some(Ok(Outcome::Lease(renewed(
+                        known,
+                        id,
+                        lease_secs,
+                        Some(expire),
+                    ))))
+                }
+                KnownWrite::Release(k) | KnownWrite::Decline(k) if r.addr == k.addr => {
+                    Some(Ok(Outcome::Done))
+                }
+                _ => None,
+            };
         }
     }
 
@@ -279,7 +311,7 @@ impl NautobotSession {
                 .iter()
                 .map(|&(i, a)| {
                     let j = &jobs[i];
-                    let hold = j.now + Duration::from_secs(OFFER_HOLD_SECS);
+                    let hold = offer_hold(j.now, self.shared.lease_secs);
                     let host = j.client.hostname.as_deref();
                     let fields = lease_fields(Some(j.client.mac), hold, host);
                     create_body(prefix, a, fields, dns_name(host))
@@ -321,15 +353,20 @@ impl NautobotSession {
                 }
                 for (&(i, a), id) in creates.iter().zip(ids) {
                     out[i] = Some(match id {
-                        Some(id) => Ok(Outcome::Lease(make_lease(
-                            &jobs[i],
-                            prefix,
-                            a,
-                            LeaseKind::Dynamic,
-                            id,
-                            self.shared.lease_secs,
-                            device_of(i).as_ref(),
-                        ))),
+                        Some(id) => {
+                            let mut l = make_lease(
+                                &jobs[i],
+                                prefix,
+                                a,
+                                LeaseKind::Dynamic,
+                                id,
+                                self.shared.lease_secs,
+                                device_of(i).as_ref(),
+                            );
+                            l.recorded_until =
+                                Some(offer_hold(jobs[i].now, self.shared.lease_secs));
+                            Ok(Outcome::Lease(l))
+                        }
                         None => Err(BackendError::BadAnswer("created address has no id".into())),
                     });
                 }
@@ -365,6 +402,48 @@ impl NautobotSession {
         for &(i, a) in &creates {
             self.shared.claims.give_back(a, jobs[i].client.mac);
         }
+    }
+}
+
+/// The lease a renewal confirms.
+fn renewed(
+    known: &Known,
+    id: &str,
+    lease_secs: u32,
+    written: Option<std::time::SystemTime>,
+) -> crate::backend::Lease {
+    let mut lease = known.lease.clone();
+    lease.addr = known.addr;
+    lease.kind = LeaseKind::Dynamic;
+    lease.record = Some(id.to_owned());
+    lease.lease_secs = lease_secs;
+    if written.is_some() {
+        lease.recorded_until = written;
+    }
+    lease
+}
+
+/// What a job writes by record id into a dynamic lease the daemon knows.
+enum KnownWrite<'a> {
+    Renew { known: &'a Known, lease_secs: u32 },
+    Release(&'a Known),
+    Decline(&'a Known),
+}
+
+fn known_write(job: &Job) -> Option<(KnownWrite<'_>, &str)> {
+    let (w, addr) = match job.kind {
+        JobKind::Confirm { addr, lease_secs } => {
+            let known = job.known_about(addr)?;
+            (KnownWrite::Renew { known, lease_secs }, addr)
+        }
+        JobKind::Release { addr } => (KnownWrite::Release(job.known_about(addr)?), addr),
+        JobKind::Decline { addr } => (KnownWrite::Decline(job.known_about(addr)?), addr),
+        _ => return None,
+    };
+    let k = job.known_about(addr)?;
+    match (k.kind, k.record.as_deref()) {
+        (LeaseKind::Dynamic, Some(id)) => Some((w, id)),
+        _ => None,
     }
 }
 

@@ -44,7 +44,7 @@ impl NautobotSession {
             return Ok(Outcome::NoLease(NoLease::UnknownDevice));
         }
         let now = job.now;
-        let hold = now + Duration::from_secs(OFFER_HOLD_SECS);
+        let hold = offer_hold(now, self.shared.lease_secs);
         let hostname = job.client.hostname.as_deref();
         let mut lost: Vec<Ipv4Addr> = Vec::new();
         let mut losses = 0u32;
@@ -52,15 +52,15 @@ impl NautobotSession {
             let mut skip = lost.clone();
             skip.extend(self.shared.claims.others(mac));
             let choice = pool::choose(&snap.records, &pool, mac, now, &skip);
-            let (addr, kind, record) = match choice {
-                Choice::Static(r) => (r.addr, LeaseKind::Static, r.id),
-                Choice::Permanent(r) => (r.addr, LeaseKind::Permanent, r.id),
+            let (addr, kind, record, written) = match choice {
+                Choice::Static(r) => (r.addr, LeaseKind::Static, r.id, None),
+                Choice::Permanent(r) => (r.addr, LeaseKind::Permanent, r.id, None),
                 // The client's own record is not written at OFFER: a hold
                 // written from this read could land after another server's
                 // ACK for the same client and cut its lease to seconds. Only
                 // a full pool reuses expired records, and the REQUEST's
                 // confirm sees it if that happened meanwhile.
-                Choice::Own(r) => (r.addr, LeaseKind::Dynamic, r.id),
+                Choice::Own(r) => (r.addr, LeaseKind::Dynamic, r.id, None),
                 Choice::Reuse(r) => {
                     if !self.shared.claims.take(r.addr, mac) {
                         lost.push(r.addr);
@@ -75,7 +75,7 @@ impl NautobotSession {
                         snap = self.read(Some(mac), Some(&prefix))?;
                         continue;
                     }
-                    (r.addr, LeaseKind::Dynamic, r.id)
+                    (r.addr, LeaseKind::Dynamic, r.id, Some(hold))
                 }
                 Choice::Free(a) => {
                     if !self.shared.claims.take(a, mac) {
@@ -85,7 +85,7 @@ impl NautobotSession {
                     let fields = lease_fields(Some(mac), hold, hostname);
                     let created = self.create(&prefix, a, fields, dns_name(hostname));
                     match created {
-                        Ok(Created::Ok(id)) => (a, LeaseKind::Dynamic, id),
+                        Ok(Created::Ok(id)) => (a, LeaseKind::Dynamic, id, Some(hold)),
                         Ok(Created::Taken) => {
                             self.shared.claims.give_back(a, mac);
                             lost.push(a);
@@ -114,7 +114,7 @@ impl NautobotSession {
                 Choice::Exhausted => return Ok(Outcome::NoLease(NoLease::PoolExhausted)),
             };
             let lease_secs = self.shared.lease_secs;
-            return Ok(Outcome::Lease(make_lease(
+            let mut lease = make_lease(
                 job,
                 &prefix,
                 addr,
@@ -122,7 +122,9 @@ impl NautobotSession {
                 record,
                 lease_secs,
                 snap.device.as_ref(),
-            )));
+            );
+            lease.recorded_until = written;
+            return Ok(Outcome::Lease(lease));
         }
         Err(BackendError::BadAnswer(format!(
             "no address settled in {} after {MAX_OFFER_ROUNDS} rounds",
@@ -151,10 +153,17 @@ impl NautobotSession {
                 return Ok(Outcome::NoLease(NoLease::UnknownDevice));
             }
             let dev = snap.device.as_ref();
+            let mut written = Some(expire);
             let (kind, record) = match pool::confirm(&snap.records, &pool, mac, addr, now) {
                 None => return Ok(Outcome::NoLease(NoLease::NotYours)),
-                Some(Choice::Static(r)) => (LeaseKind::Static, r.id),
-                Some(Choice::Permanent(r)) => (LeaseKind::Permanent, r.id),
+                Some(Choice::Static(r)) => {
+                    written = None;
+                    (LeaseKind::Static, r.id)
+                }
+                Some(Choice::Permanent(r)) => {
+                    written = None;
+                    (LeaseKind::Permanent, r.id)
+                }
                 Some(Choice::Own(r)) => {
                     if self
                         .patch(&r.id, &lease_patch(mac, expire, hostname, false))?
@@ -196,9 +205,9 @@ impl NautobotSession {
                 }
                 Some(Choice::Exhausted) => return Ok(Outcome::NoLease(NoLease::NotYours)),
             };
-            return Ok(Outcome::Lease(make_lease(
-                job, &prefix, addr, kind, record, lease_secs, dev,
-            )));
+            let mut lease = make_lease(job, &prefix, addr, kind, record, lease_secs, dev);
+            lease.recorded_until = written;
+            return Ok(Outcome::Lease(lease));
         }
         Ok(Outcome::NoLease(NoLease::NotYours))
     }
@@ -215,9 +224,16 @@ impl NautobotSession {
             return Ok(None);
         };
         let mac = job.client.mac;
+        let mut written = None;
         let ok = match known.kind {
+            // The OFFER's write already runs past this lease: nothing to write.
+            LeaseKind::Dynamic if covers(known, job.now, lease_secs) => {
+                written = known.lease.recorded_until;
+                true
+            }
             LeaseKind::Dynamic => {
                 let expire = job.now + Duration::from_secs(u64::from(lease_secs));
+                written = Some(expire);
                 let body = lease_patch(mac, expire, job.client.hostname.as_deref(), false);
                 match self.patch(id, &body)? {
                     Some(r) if r.addr == known.addr && r.dynamic => true,
@@ -246,6 +262,7 @@ impl NautobotSession {
         lease.kind = known.kind;
         lease.record = Some(id.to_owned());
         lease.lease_secs = lease_secs;
+        lease.recorded_until = written;
         Ok(Some(Outcome::Lease(lease)))
     }
 
@@ -333,6 +350,25 @@ impl NautobotSession {
     }
 }
 
+/// The expiry an OFFER writes into a new or taken-over record: the whole
+/// lease, from as late as the REQUEST may come. The REQUEST that follows
+/// then has nothing to write, and the record never runs out before the
+/// client's lease. An offer the client does not take is withdrawn by the
+/// relay side (a RELEASE of the record) once the client asks another
+/// server or the hold runs out.
+pub(super) fn offer_hold(now: SystemTime, lease_secs: u32) -> SystemTime {
+    now + Duration::from_secs(u64::from(lease_secs) + OFFER_HOLD_SECS)
+}
+
+/// Whether what the daemon last wrote into the known record already
+/// covers a lease of `lease_secs` from `now`.
+pub(super) fn covers(known: &Known, now: SystemTime, lease_secs: u32) -> bool {
+    known
+        .lease
+        .recorded_until
+        .is_some_and(|u| u >= now + Duration::from_secs(u64::from(lease_secs)))
+}
+
 pub(super) fn make_lease(
     job: &Job,
     prefix: &PrefixInfo,
@@ -355,6 +391,7 @@ pub(super) fn make_lease(
         kind,
         record: Some(record),
         lease_secs,
+        recorded_until: None,
     }
 }
 

@@ -639,13 +639,26 @@ fn dora_renew_release_call_counts() {
             "dns_name": "bmc-x",
             "custom_fields": {
                 "pydhcp_mac": m,
-                "pydhcp_expire": utc_z(at(NOW + OFFER_HOLD_SECS)),
+                "pydhcp_expire": utc_z(at(NOW + 3600 + OFFER_HOLD_SECS)),
                 "pydhcp_hostname": "bmc-x",
             },
         })
     );
+    assert_eq!(l.recorded_until, Some(at(NOW + 3600 + OFFER_HOLD_SECS)));
 
-    // REQUEST with what the daemon knows: one PATCH.
+    // Its REQUEST within the hold, for the lease offered: the OFFER's
+    // write covers it, no call.
+    let same = JobKind::Confirm {
+        addr: ip(8),
+        lease_secs: 3600,
+    };
+    let mut req = job(same, m, BootClient::Bios, known(&l));
+    req.now = at(NOW + OFFER_HOLD_SECS);
+    let (l1, calls) = lease_of(s.run(&req));
+    assert_eq!((l1.addr, l1.lease_secs, calls), (ip(8), 3600, 0));
+    assert!(fake.seen().is_empty());
+
+    // A REQUEST for a longer lease than the write covers: one PATCH.
     let confirm = JobKind::Confirm {
         addr: ip(8),
         lease_secs: 7200,

@@ -56,6 +56,7 @@ impl NetboxSession {
             kind,
             record: Some(record.to_string()),
             lease_secs,
+            recorded_until: None,
         }))
     }
 
@@ -380,6 +381,7 @@ impl NetboxSession {
             kind: LeaseKind::Dynamic,
             record: None,
             lease_secs: 0,
+            recorded_until: None,
         }))
     }
 }

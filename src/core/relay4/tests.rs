@@ -148,6 +148,7 @@ fn lease_in(addr: Ipv4Addr, net: &str) -> Lease {
         kind: LeaseKind::Dynamic,
         record: Some("rec-1".into()),
         lease_secs: 3600,
+        recorded_until: None,
     }
 }
 

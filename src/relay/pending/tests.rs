@@ -136,6 +136,7 @@ fn lease(addr: Ipv4Addr, record: Option<String>) -> Outcome {
         kind: LeaseKind::Dynamic,
         record,
         lease_secs: 3600,
+        recorded_until: None,
     })
 }
 
@@ -418,4 +419,91 @@ fn a_hold_runs_from_when_the_worker_began_the_job() {
     r.side
         .on_packet(packet(&r, req), now + Duration::from_secs(12));
     assert!(r.urgent.try_recv().unwrap().known.is_some());
+}
+
+/// An OFFER whose write covers the whole lease, for mac(n).
+fn offered(r: &mut Rig, n: u8, now: SystemTime) -> Job {
+    r.side.on_packet(packet(r, request(1, mac(n), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    let mut outcome = serve(r, &job);
+    if let Outcome::Lease(l) = &mut outcome {
+        l.recorded_until = Some(now + Duration::from_secs(3600 + OFFER_HOLD_SECS));
+    }
+    r.side.on_result(JobResult {
+        id: job.id,
+        outcome: Ok(outcome),
+        calls: 2,
+        started: Some(now),
+    });
+    answer(r).expect("an OFFER");
+    job
+}
+
+fn withdrawal(r: &Rig) -> Option<Job> {
+    let j = r.urgent.try_recv().ok()?;
+    assert!(matches!(j.kind, JobKind::Release { .. }), "{j:?}");
+    Some(j)
+}
+
+#[test]
+fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
+    let mut r = rig(false);
+    let now = SystemTime::now();
+    offered(&mut r, 1, now);
+    offered(&mut r, 2, now);
+    offered(&mut r, 3, now);
+
+    // mac(1) takes another server's offer: ours goes back at once, by
+    // the record the OFFER wrote.
+    let other = [(50, vec![192, 0, 2, 5]), (54, vec![192, 0, 2, 250])];
+    r.side
+        .on_packet(packet(&r, request(3, mac(1), &other)), now);
+    let w = withdrawal(&r).expect("a RELEASE of the offer");
+    assert_eq!(
+        w.kind,
+        JobKind::Release {
+            addr: Ipv4Addr::new(192, 0, 2, 5)
+        }
+    );
+    let k = w.known.as_ref().unwrap();
+    assert_eq!(k.record.as_deref(), Some("rec-192.0.2.5"));
+    assert_eq!(w.client.mac, mac(1));
+    // Nobody waits for its answer; it changes nothing for the client.
+    r.side.on_result(JobResult {
+        id: w.id,
+        outcome: Ok(Outcome::Done),
+        calls: 1,
+        started: None,
+    });
+    assert!(answer(&r).is_none());
+
+    // mac(2) takes ours: its REQUEST is a job, nothing is withdrawn.
+    let ours = [(50, vec![192, 0, 2, 6]), (54, LOCAL.octets().to_vec())];
+    r.side.on_packet(packet(&r, request(3, mac(2), &ours)), now);
+    let req = r.urgent.try_recv().unwrap();
+    assert!(matches!(req.kind, JobKind::Confirm { .. }));
+    finish(&mut r, &req);
+    answer(&r).expect("an ACK");
+
+    // mac(3) never comes back: withdrawn when its hold runs out.
+    r.side.tick(now + Duration::from_secs(OFFER_HOLD_SECS - 1));
+    assert!(withdrawal(&r).is_none());
+    r.side.tick(now + Duration::from_secs(OFFER_HOLD_SECS));
+    let w = withdrawal(&r).expect("the unclaimed offer");
+    assert_eq!(w.client.mac, mac(3));
+    assert!(withdrawal(&r).is_none(), "mac(2)'s was taken");
+    assert_eq!(r.side.stats.offers_withdrawn, 2);
+}
+
+#[test]
+fn an_offer_without_a_lease_long_write_is_not_tracked() {
+    let mut r = rig(false);
+    let now = SystemTime::now();
+    r.side.on_packet(packet(&r, request(1, mac(4), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    finish_at(&mut r, &job, Some(now));
+    answer(&r).expect("an OFFER");
+    r.side.tick(now + Duration::from_secs(OFFER_HOLD_SECS + 1));
+    assert!(r.urgent.try_recv().is_err());
+    assert_eq!(r.side.stats.offers_withdrawn, 0);
 }

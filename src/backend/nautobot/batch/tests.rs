@@ -159,7 +159,30 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
         );
     }
 
-    // The REQUESTs that follow renew by record id: one PATCH for all.
+    // The REQUESTs that follow at once: the OFFER wrote the whole lease.
+    let confirms_at = |secs: u64| -> Vec<_> {
+        l.iter()
+            .zip(&jobs)
+            .map(|(l, j)| {
+                let mut c = job(
+                    JobKind::Confirm {
+                        addr: l.addr,
+                        lease_secs: 3600,
+                    },
+                    &j.client.mac.to_string(),
+                    BootClient::None,
+                    known(l),
+                );
+                c.id = j.id;
+                c.now = j.now + std::time::Duration::from_secs(secs);
+                c
+            })
+            .collect()
+    };
+    let (out, calls) = s.run_batch(&confirms_at(2));
+    assert_eq!(calls, 0);
+    assert_eq!(leases(out).len(), 5);
+    // Renewals half a lease later: one PATCH for all, by record id.
     let confirms: Vec<_> = l
         .iter()
         .zip(&jobs)
@@ -174,6 +197,7 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
                 known(l),
             );
             c.id = j.id;
+            c.now = j.now + std::time::Duration::from_secs(1800);
             c
         })
         .collect();
@@ -248,6 +272,7 @@ fn a_renewal_whose_record_is_gone_takes_the_full_path() {
                 known(l),
             );
             c.id = n as u64;
+            c.now = c.now + std::time::Duration::from_secs(1800);
             c
         })
         .collect();
