@@ -272,7 +272,7 @@ fn a_renewal_whose_record_is_gone_takes_the_full_path() {
                 known(l),
             );
             c.id = n as u64;
-            c.now = c.now + std::time::Duration::from_secs(1800);
+            c.now += std::time::Duration::from_secs(1800);
             c
         })
         .collect();
