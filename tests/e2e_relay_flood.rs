@@ -15,7 +15,7 @@ use common::*;
 const SERVER0: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const KNOWN: &str = "14:18:77:aa:bb:42";
 /// The daemon's default.
-const MAX_OFFERS: usize = 64;
+const MAX_OFFERS: usize = 256;
 const FLOOD: usize = 3000;
 
 fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {

@@ -332,7 +332,7 @@ impl Default for Relay {
             nameservers: Vec::new(),
             domain: None,
             max_pending_jobs: 512,
-            max_offers: 64,
+            max_offers: 256,
         }
     }
 }
