@@ -26,6 +26,7 @@
 //! | job | calls |
 //! |---|---|
 //! | Offer | P + read + one hold write (POST new, PATCH of another client's expired record); no write for static, permanent, or the client's own record (a hold from a stale read could cut short another server's ACK). A lost create race adds a POST; the first loss and every third one add a read. |
+//! | Confirm, known dynamic, covered by what the daemon wrote (the REQUEST after its OFFER) | 0 |
 //! | Confirm, known dynamic | 1: PATCH of the record (expiry, and the MAC re-asserted) |
 //! | Confirm, known static/permanent | 1: GET of the record, which must still be the client's |
 //! | Confirm, otherwise | P + read + write (none for static/permanent) |
@@ -34,21 +35,26 @@
 //! | Decline, known dynamic | 1: PATCH |
 //! | Inform | P + read (device only) |
 //!
-//! A new client's DORA is thus 4 calls with a cold prefix cache and 3 warm; a
+//! A new client's DORA is thus 3 calls with a cold prefix cache and 2 warm; a
 //! renewal the daemon knows is 1. Every HTTP request counts in the returned
 //! number, retries included.
 //!
 //! Jobs that reach a worker together (`batch_window`, `batch_size`) share
 //! their calls (see `batch`): the OFFERs of one prefix make one GraphQL read
 //! (a `devices` alias per client) and one bulk create (`POST` of a list);
-//! known dynamic renewals make one bulk `PATCH`. A burst of new clients
-//! thus costs about 3 calls per batch instead of 3 per client. A custom-field check (`prepare`) precedes the
+//! known dynamic renewals, releases and declines make one bulk `PATCH`. A
+//! burst of new clients thus costs about 2 calls per batch instead of 2 per
+//! client. A custom-field check (`prepare`) precedes the
 //! first job if `prepare` failed at start.
 //!
 //! # Decisions
 //!
-//! - The hold of an OFFER is `pydhcp_expire = now + OFFER_HOLD_SECS`, on new
-//!   and taken-over records; the client's own record is never written at OFFER.
+//! - An OFFER writes `pydhcp_expire = now + lease + OFFER_HOLD_SECS` on new
+//!   and taken-over records: the REQUEST that follows within the hold has
+//!   nothing to write, and the record never runs out before the client's
+//!   lease. The relay side withdraws an offer the client does not take
+//!   (a RELEASE of the record) when the client asks another server or the
+//!   hold runs out. The client's own record is never written at OFFER.
 //! - DECLINE sets `pydhcp_expire = now + DECLINE_HOLD_SECS` and clears
 //!   `pydhcp_mac`, so the address is neither the decliner's own address again
 //!   nor free before the hold ends; then it is reused like any expired lease.
