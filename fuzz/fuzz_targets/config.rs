@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
             kind: LeaseKind::Dynamic,
             record: None,
             lease_secs: cfg.relay.lease_time,
+            recorded_until: None,
         };
         let out = relay4::answer(&req, &ctx, &settings, &job, &Ok(Outcome::Lease(lease)))
             .expect("an OFFER for a usable lease");

@@ -123,6 +123,7 @@ fuzz_target!(|data: &[u8]| {
         kind: LeaseKind::Dynamic,
         record: Some("id".into()),
         lease_secs: if l & 1 << 7 != 0 { u32::MAX } else { 3600 },
+        recorded_until: None,
     };
     let outcome = match h[1] % 8 {
         4 => Ok(Outcome::NoLease(match l % 4 {
