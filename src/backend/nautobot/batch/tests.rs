@@ -8,7 +8,7 @@ use super::super::tests::{
 };
 use super::refused_items;
 use crate::backend::test_util::{ip, mac};
-use crate::backend::{Backend, BackendError, BootClient, JobKind, Lease, Outcome};
+use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Outcome};
 
 const BULK_DUP_400: &str =
     include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
@@ -115,12 +115,34 @@ fn leases(out: Vec<Result<Outcome, BackendError>>) -> Vec<Lease> {
         .collect()
 }
 
-fn clients(n: u8) -> Vec<crate::backend::Job> {
+fn clients(n: u8) -> Vec<Job> {
     (0..n)
         .map(|i| {
             let mut j = offer(&format!("02:00:00:00:01:{i:02x}"));
             j.id = u64::from(i);
             j
+        })
+        .collect()
+}
+
+/// The REQUESTs of `clients`' MACs for their leases `l`, `secs` after the
+/// OFFERs, with what the daemon knows of each.
+fn confirms(l: &[Lease], secs: u64) -> Vec<Job> {
+    l.iter()
+        .enumerate()
+        .map(|(n, l)| {
+            let mut c = job(
+                JobKind::Confirm {
+                    addr: l.addr,
+                    lease_secs: 3600,
+                },
+                &format!("02:00:00:00:01:{n:02x}"),
+                BootClient::None,
+                known(l),
+            );
+            c.id = n as u64;
+            c.now += std::time::Duration::from_secs(secs);
+            c
         })
         .collect()
 }
@@ -160,48 +182,11 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
     }
 
     // The REQUESTs that follow at once: the OFFER wrote the whole lease.
-    let confirms_at = |secs: u64| -> Vec<_> {
-        l.iter()
-            .zip(&jobs)
-            .map(|(l, j)| {
-                let mut c = job(
-                    JobKind::Confirm {
-                        addr: l.addr,
-                        lease_secs: 3600,
-                    },
-                    &j.client.mac.to_string(),
-                    BootClient::None,
-                    known(l),
-                );
-                c.id = j.id;
-                c.now = j.now + std::time::Duration::from_secs(secs);
-                c
-            })
-            .collect()
-    };
-    let (out, calls) = s.run_batch(&confirms_at(2));
+    let (out, calls) = s.run_batch(&confirms(&l, 2));
     assert_eq!(calls, 0);
     assert_eq!(leases(out).len(), 5);
     // Renewals half a lease later: one PATCH for all, by record id.
-    let confirms: Vec<_> = l
-        .iter()
-        .zip(&jobs)
-        .map(|(l, j)| {
-            let mut c = job(
-                JobKind::Confirm {
-                    addr: l.addr,
-                    lease_secs: 3600,
-                },
-                &j.client.mac.to_string(),
-                BootClient::None,
-                known(l),
-            );
-            c.id = j.id;
-            c.now = j.now + std::time::Duration::from_secs(1800);
-            c
-        })
-        .collect();
-    let (out, calls) = s.run_batch(&confirms);
+    let (out, calls) = s.run_batch(&confirms(&l, 1800));
     assert_eq!(calls, 1);
     let acked = leases(out);
     assert_eq!(
@@ -258,25 +243,7 @@ fn a_renewal_whose_record_is_gone_takes_the_full_path() {
     let (out, _) = s.run_batch(&clients(3));
     let mut l = leases(out);
     l[2].record = Some("gone-1".into());
-    let confirms: Vec<_> = l
-        .iter()
-        .enumerate()
-        .map(|(n, l)| {
-            let mut c = job(
-                JobKind::Confirm {
-                    addr: l.addr,
-                    lease_secs: 3600,
-                },
-                &format!("02:00:00:00:01:{n:02x}"),
-                BootClient::None,
-                known(l),
-            );
-            c.id = n as u64;
-            c.now += std::time::Duration::from_secs(1800);
-            c
-        })
-        .collect();
-    let (out, calls) = s.run_batch(&confirms);
+    let (out, calls) = s.run_batch(&confirms(&l, 1800));
     assert!(matches!(out[0], Ok(Outcome::Lease(_))) && matches!(out[1], Ok(Outcome::Lease(_))));
     // The third: its own PATCH (404), then the full path: a read that
     // shows the address free, and a create for the client.
