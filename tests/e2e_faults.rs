@@ -818,10 +818,7 @@ fn check_acks(replies: &[Seen], calls: &[Call], after: &Snapshot, perm_id: &str)
                 c.path
             );
             for (id, _) in c.patched() {
-                assert!(
-                    id != static_id && id != perm_id,
-                    "the daemon patched {id}"
-                );
+                assert!(id != static_id && id != perm_id, "the daemon patched {id}");
                 if let Some(r) = after.records.get(&id) {
                     assert_eq!(r["type"], "dhcp", "PATCH of a non-dhcp record: {r}");
                 }

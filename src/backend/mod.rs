@@ -102,6 +102,26 @@ pub struct Job {
 }
 
 impl Job {
+    /// A REQUEST for a lease the daemon knows whose record what the daemon
+    /// last wrote already covers (the REQUEST that follows its OFFER):
+    /// nothing to write.
+    pub fn covered(&self) -> bool {
+        let JobKind::Confirm { addr, lease_secs } = self.kind else {
+            return false;
+        };
+        let until = self.now + std::time::Duration::from_secs(u64::from(lease_secs));
+        self.known_about(addr)
+            .and_then(|k| k.lease.recorded_until)
+            .is_some_and(|u| u >= until)
+    }
+
+    /// A REQUEST renewing a lease the daemon handed out: its client has
+    /// time, so it may wait longer for others to share a call with.
+    pub fn is_renewal(&self) -> bool {
+        matches!(self.kind, JobKind::Confirm { addr, .. } if self.known_about(addr).is_some())
+            && !self.covered()
+    }
+
     /// What the daemon knows of the client's lease, if it is about `addr`.
     pub(crate) fn known_about(&self, addr: Ipv4Addr) -> Option<&Known> {
         self.known.as_ref().filter(|k| k.addr == addr)

@@ -66,6 +66,7 @@ const NAUTOBOT_KEYS: &[&str] = &[
     "reserved",
     "workers",
     "batch_window",
+    "renewal_window",
     "batch_size",
     "timeout",
     "ca_file",

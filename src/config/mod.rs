@@ -348,6 +348,8 @@ pub struct BackendConf {
     /// How long a worker waits, after a job, for others to run with it
     /// (milliseconds; 0: every job alone).
     pub batch_window_ms: u64,
+    /// How long renewals of known leases wait for others (milliseconds).
+    pub renewal_window_ms: u64,
     /// Most jobs one worker runs together.
     pub batch_size: usize,
     pub timeout_secs: u64,
@@ -364,6 +366,7 @@ impl Default for BackendConf {
             reserved: 5,
             workers: 4,
             batch_window_ms: 10,
+            renewal_window_ms: 1000,
             batch_size: 32,
             timeout_secs: 10,
             ca_file: None,

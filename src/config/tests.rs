@@ -810,7 +810,7 @@ fn relay_and_backends() {
          nameservers = 192.0.2.53\ndomain = bmc.example.com\n\
          [nautobot]\nurl = https://nautobot.example.com/\n\
          token_file = /etc/nfdhcpd/nautobot.token\nreserved = 10\nworkers = 8\n\
-         batch_window = 0\nbatch_size = 100\ntimeout = 30\nca_file = /etc/ssl/certs/ca.pem\nallow_unknown_devices = yes\n",
+         batch_window = 0\nrenewal_window = 2000\nbatch_size = 100\ntimeout = 30\nca_file = /etc/ssl/certs/ca.pem\nallow_unknown_devices = yes\n",
     );
     assert!(c.relay.enable_relay && c.relay.authoritative);
     assert_eq!(c.relay.port, 1067);
@@ -825,6 +825,7 @@ fn relay_and_backends() {
             reserved: 10,
             workers: 8,
             batch_window_ms: 0,
+            renewal_window_ms: 2000,
             batch_size: 100,
             timeout_secs: 30,
             ca_file: Some("/etc/ssl/certs/ca.pem".into()),

@@ -521,6 +521,12 @@ impl Validator<'_> {
                 "nautobot" => self.num(section, "batch_window", d.batch_window_ms, 0, 1000)?,
                 _ => d.batch_window_ms,
             },
+            renewal_window_ms: match section {
+                "nautobot" => {
+                    self.num(section, "renewal_window", d.renewal_window_ms, 0, 10_000)?
+                }
+                _ => d.renewal_window_ms,
+            },
             batch_size: match section {
                 "nautobot" => self.num(section, "batch_size", d.batch_size, 1, 256)?,
                 _ => d.batch_size,

@@ -319,6 +319,7 @@ pub fn run(
             if backend.combines() {
                 workers::Batching {
                     window: Duration::from_millis(cfg.backend().batch_window_ms),
+                    renewal_window: Duration::from_millis(cfg.backend().renewal_window_ms),
                     size: cfg.backend().batch_size,
                 }
             } else {

@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use super::graphql::{graphql_many_query, parse_graphql_many, GqlError, ManySnapshot};
 use super::leases::{
-    covers, decline_patch, dns_name, lease_fields, lease_patch, make_lease, offer_hold,
-    release_patch,
+    decline_patch, dns_name, lease_fields, lease_patch, make_lease, offer_hold, release_patch,
 };
 use super::{api, create_body, NautobotSession, PrefixInfo};
 use crate::backend::pool::{self, Choice, Pool};
@@ -53,7 +52,7 @@ impl NautobotSession {
         for (o, j) in out.iter_mut().zip(jobs) {
             if o.is_none() {
                 if let Some((known, id, lease_secs)) = renewal(j) {
-                    if covers(known, j.now, lease_secs) {
+                    if j.covered() {
                         *o = Some(Ok(Outcome::Lease(renewed(known, id, lease_secs, None))));
                     }
                 }

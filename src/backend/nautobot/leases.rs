@@ -227,7 +227,7 @@ impl NautobotSession {
         let mut written = None;
         let ok = match known.kind {
             // The OFFER's write already runs past this lease: nothing to write.
-            LeaseKind::Dynamic if covers(known, job.now, lease_secs) => {
+            LeaseKind::Dynamic if job.covered() => {
                 written = known.lease.recorded_until;
                 true
             }
@@ -358,15 +358,6 @@ impl NautobotSession {
 /// server or the hold runs out.
 pub(super) fn offer_hold(now: SystemTime, lease_secs: u32) -> SystemTime {
     now + Duration::from_secs(u64::from(lease_secs) + OFFER_HOLD_SECS)
-}
-
-/// Whether what the daemon last wrote into the known record already
-/// covers a lease of `lease_secs` from `now`.
-pub(super) fn covers(known: &Known, now: SystemTime, lease_secs: u32) -> bool {
-    known
-        .lease
-        .recorded_until
-        .is_some_and(|u| u >= now + Duration::from_secs(u64::from(lease_secs)))
 }
 
 pub(super) fn make_lease(
