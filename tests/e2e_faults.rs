@@ -1326,6 +1326,10 @@ fn nautobot_slow_5s_per_call() {
     known.assert_all_bound_cleanly("healthy DORA");
     let mut probe = Probe::new(&gb);
     probe.expect_nak(&sn, Duration::from_secs(10));
+    // An OFFER writes the lease from as late as its REQUEST may come (10 s
+    // on): until then a renewal has nothing to write. Past it, each
+    // renewal below is a write.
+    thread::sleep(Duration::from_secs(11));
     let before = snapshot(&nb.api, &perm);
     let c0 = d.counters();
 
