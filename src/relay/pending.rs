@@ -141,6 +141,9 @@ pub struct RelaySide {
     known: HashMap<MacAddr, (Known, SystemTime)>,
     /// Offers written for the whole lease, until the client takes them.
     offered: Offered,
+    /// Withdrawals running, by client: its requests wait for them (one job
+    /// per client), so that a withdrawal never lands after a new lease.
+    withdrawing: HashMap<MacAddr, u64>,
     next_id: u64,
     limits: RelayLimits,
     outstanding: Outstanding,
@@ -168,6 +171,7 @@ impl RelaySide {
             by_mac: HashMap::new(),
             known: HashMap::new(),
             offered: Offered::default(),
+            withdrawing: HashMap::new(),
             next_id: 1,
             limits,
             outstanding: Outstanding::default(),
@@ -213,6 +217,11 @@ impl RelaySide {
             Step::Reply(out) => self.send(&req, out),
             Step::Ask(kind, client) => {
                 let mac = req.chaddr;
+                if self.withdrawing.contains_key(&mac) {
+                    // The client retransmits; by then the withdrawal is done.
+                    self.stats.absorbed += 1;
+                    return;
+                }
                 if let Some(id) = self.by_mac.get(&mac) {
                     // One job per client: the answer goes to the newest copy.
                     self.stats.absorbed += 1;
@@ -344,6 +353,7 @@ impl RelaySide {
         };
         match self.urgent.try_send(job) {
             Ok(()) => {
+                self.withdrawing.insert(u.mac, id);
                 self.stats.offers_withdrawn += 1;
                 debug!("relay: offer to {} withdrawn", u.mac);
             }
@@ -366,6 +376,7 @@ impl RelaySide {
     pub fn on_result(&mut self, r: JobResult) {
         self.stats.backend_calls += u64::from(r.calls);
         let Some(p) = self.pending.remove(&r.id) else {
+            self.withdrawing.retain(|_, id| *id != r.id);
             return;
         };
         let mac = p.req.chaddr;

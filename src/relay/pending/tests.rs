@@ -468,6 +468,10 @@ fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
     let k = w.known.as_ref().unwrap();
     assert_eq!(k.record.as_deref(), Some("rec-192.0.2.5"));
     assert_eq!(w.client.mac, mac(1));
+    // Until it is done, the client's requests wait (they are absorbed):
+    // a withdrawal must never land after a new lease.
+    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+    assert!(r.offers.try_recv().is_err() && r.urgent.try_recv().is_err());
     // Nobody waits for its answer; it changes nothing for the client.
     r.side.on_result(JobResult {
         id: w.id,
@@ -476,6 +480,8 @@ fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
         started: None,
     });
     assert!(answer(&r).is_none());
+    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+    assert!(r.offers.try_recv().is_ok(), "served again once withdrawn");
 
     // mac(2) takes ours: its REQUEST is a job, nothing is withdrawn.
     let ours = [(50, vec![192, 0, 2, 6]), (54, LOCAL.octets().to_vec())];
