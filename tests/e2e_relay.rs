@@ -225,6 +225,8 @@ fn release_expires_the_lease_now() {
     let l = dora(&g, "");
     assert_eq!(l.ip(), Some(ip(5)), "{l}");
 
+    // Past the 10 s its OFFER wrote ahead: the renewal is a write.
+    std::thread::sleep(Duration::from_secs(11));
     let c0 = rl.d(0).counters();
     let t0 = unix_now();
     reboot(&g, ip(5), lease);
@@ -455,7 +457,11 @@ fn burst_of_50_retransmitting_clients_renew_and_release() {
         renew_calls <= n as u64 + 5,
         "renewals of known leases cost {renew_calls} calls for {n}"
     );
-    assert_eq!(rel_calls, n as u64, "releases of known leases\n{c3}");
+    // Known releases that reach a worker together share a bulk PATCH.
+    assert!(
+        rel_calls <= n as u64,
+        "releases of known leases cost {rel_calls} calls for {n}\n{c3}"
+    );
 }
 
 /// Two daemons in two namespaces, both reached by the relay, serve one
