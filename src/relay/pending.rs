@@ -285,8 +285,10 @@ impl RelaySide {
                     known: known.cloned(),
                     now,
                 };
+                // A client this daemon leased to goes first even when it
+                // rediscovers: a flood of new ones never starves it.
                 let queue = match kind {
-                    JobKind::Offer => &self.offers,
+                    JobKind::Offer if offer_origin.is_some() => &self.offers,
                     _ => &self.urgent,
                 };
                 match queue.try_send(job) {

@@ -210,6 +210,7 @@ impl NautobotSession {
         };
         let lease_secs = self.shared.lease_secs;
         let mut creates: Vec<(usize, Ipv4Addr)> = Vec::new();
+        let mut takeovers: Vec<(usize, pool::Record)> = Vec::new();
         for (n, &i) in idx.iter().enumerate() {
             let job = &jobs[i];
             let mac = job.client.mac;
@@ -246,8 +247,13 @@ impl NautobotSession {
                         }
                         creates.push((i, a));
                     }
-                    // A takeover is a PATCH of its own: the job runs alone.
-                    Choice::Reuse(_) => {}
+                    Choice::Reuse(r) => {
+                        if !self.shared.claims.take(r.addr, mac) {
+                            skip.push(r.addr);
+                            continue;
+                        }
+                        takeovers.push((i, r));
+                    }
                     Choice::Exhausted => {
                         out[i] = Some(Ok(Outcome::NoLease(NoLease::PoolExhausted)))
                     }
@@ -255,7 +261,77 @@ impl NautobotSession {
                 break;
             }
         }
+        self.take_over_together(jobs, prefix, &snap, idx, takeovers, out);
         self.create_together(jobs, prefix, &snap, idx, creates, out);
+    }
+
+    /// One PATCH of the expired records of other clients that the batch
+    /// takes over (a full pool), each holding its address as an OFFER does.
+    /// A record the answer lacks or shows changed leaves its job to run
+    /// alone.
+    fn take_over_together(
+        &mut self,
+        jobs: &[Job],
+        prefix: &PrefixInfo,
+        snap: &ManySnapshot,
+        idx: &[usize],
+        takeovers: Vec<(usize, pool::Record)>,
+        out: &mut [Option<JobOutcome>],
+    ) {
+        if takeovers.is_empty() {
+            return;
+        }
+        let lease_secs = self.shared.lease_secs;
+        let body: Vec<Value> = takeovers
+            .iter()
+            .map(|(i, r)| {
+                let j = &jobs[*i];
+                let hold = offer_hold(j.now, lease_secs);
+                let mut b = lease_patch(j.client.mac, hold, j.client.hostname.as_deref(), true);
+                b["id"] = Value::from(r.id.as_str());
+                b
+            })
+            .collect();
+        let answer = self
+            .client
+            .send(Request::patch("/api/ipam/ip-addresses/", &body));
+        let records: Vec<pool::Record> = match &answer {
+            Ok(r) if r.status == 200 => r
+                .json::<Vec<Value>>()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| api::IpAddress::deserialize(v).ok()?.record())
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (i, taken) in takeovers {
+            let j = &jobs[i];
+            let done = records
+                .iter()
+                .any(|r| r.id == taken.id && r.addr == taken.addr && r.dynamic);
+            if !done {
+                self.shared.claims.give_back(taken.addr, j.client.mac);
+                if let Err(e) = &answer {
+                    out[i] = Some(Err(e.clone()));
+                }
+                continue;
+            }
+            let device = idx
+                .iter()
+                .position(|&k| k == i)
+                .and_then(|n| snap.devices.get(n).cloned().flatten());
+            let mut l = make_lease(
+                j,
+                prefix,
+                taken.addr,
+                LeaseKind::Dynamic,
+                taken.id,
+                lease_secs,
+                device.as_ref(),
+            );
+            l.recorded_until = Some(offer_hold(j.now, lease_secs));
+            out[i] = Some(Ok(Outcome::Lease(l)));
+        }
     }
 
     /// The GraphQL read of several clients' devices and a prefix's

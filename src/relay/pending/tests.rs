@@ -359,9 +359,11 @@ fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
     r.side.on_packet(packet(&r, request(1, mac(120), &[])), now);
     assert_eq!(r.side.stats.offers_capped, 7);
 
-    // The known client is not held back, neither renewing nor rediscovering.
+    // The known client is not held back, neither renewing nor rediscovering:
+    // its DISCOVER goes before the new clients' ones.
     r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
-    assert_eq!(r.offers.try_recv().unwrap().client.mac, mac(1));
+    let j = r.urgent.try_recv().unwrap();
+    assert_eq!((j.client.mac, j.kind), (mac(1), JobKind::Offer));
     assert_eq!(r.side.stats.offers_capped, 7);
 
     // A client asking for its offer frees its place.
