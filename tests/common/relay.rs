@@ -211,6 +211,12 @@ impl Api {
         v["results"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `results` of a list call, every page: Nautobot answers at most
+    /// 1000 objects a page, and a /22 holds more.
+    pub fn list_all(&self, path: &str) -> Vec<Value> {
+        self.try_list(path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The IP address objects for `addr` (any mask) in the test prefix,
     /// with status and parent inlined.
     pub fn addresses(&self, addr: Ipv4Addr) -> Vec<Value> {
@@ -228,38 +234,64 @@ impl Api {
 
     /// The daemon's leases: every `dhcp` address of the test prefix.
     pub fn dhcp_records(&self) -> Vec<Value> {
-        self.list(&format!(
-            "/api/ipam/ip-addresses/?prefix={PREFIX}&type=dhcp"
+        self.dhcp_records_in(PREFIX)
+    }
+
+    /// Every `dhcp` address inside `prefix` (whichever prefix Nautobot
+    /// made its parent), all pages.
+    pub fn dhcp_records_in(&self, prefix: &str) -> Vec<Value> {
+        self.list_all(&format!(
+            "/api/ipam/ip-addresses/?prefix={prefix}&type=dhcp"
         ))
     }
 
-    fn try_list(&self, path: &str) -> Result<Vec<Value>, String> {
-        let (status, text) = self.get_text(&format!("{path}&limit=1000"))?;
-        if status != 200 {
-            return Err(format!("GET {path}: HTTP {status}: {text}"));
+    /// Every page of a list call, following `next`.
+    pub fn try_list(&self, path: &str) -> Result<Vec<Value>, String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut next = format!("{path}{sep}limit=1000");
+        let mut out = Vec::new();
+        // A bound, in case a server kept answering with a `next`.
+        for _ in 0..1000 {
+            let (status, text) = self.get_text(&next)?;
+            if status != 200 {
+                return Err(format!("GET {next}: HTTP {status}: {text}"));
+            }
+            let v: Value = serde_json::from_str(&text).map_err(|e| format!("GET {next}: {e}"))?;
+            out.extend(v["results"].as_array().cloned().unwrap_or_default());
+            // `next` is absolute, with the host the server saw: keep its path.
+            match v["next"].as_str().and_then(url_path) {
+                Some(p) => next = p.to_owned(),
+                None => return Ok(out),
+            }
         }
-        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        Ok(v["results"].as_array().cloned().unwrap_or_default())
+        Err(format!("GET {path}: more than 1000 pages"))
     }
 
-    fn bulk_delete(&self, path: &str, objs: &[Value]) -> Result<(), String> {
-        if objs.is_empty() {
-            return Ok(());
+    /// Deletes `objs` (each with an `id`) by bulk DELETEs to `path`.
+    pub fn bulk_delete(&self, path: &str, objs: &[Value]) -> Result<(), String> {
+        for chunk in objs.chunks(500) {
+            let ids: Vec<Value> = chunk.iter().map(|o| json!({"id": o["id"]})).collect();
+            match self.try_send("DELETE", path, &json!(ids))? {
+                (204, _) => {}
+                (s, body) => return Err(format!("DELETE {path}: HTTP {s}: {body}")),
+            }
         }
-        let ids: Vec<Value> = objs.iter().map(|o| json!({"id": o["id"]})).collect();
-        match self.try_send("DELETE", path, &json!(ids))? {
-            (204, _) => Ok(()),
-            (s, body) => Err(format!("DELETE {path}: HTTP {s}: {body}")),
-        }
+        Ok(())
+    }
+
+    /// Removes every `dhcp` address inside `prefix`; returns how many.
+    pub fn remove_dhcp(&self, prefix: &str) -> Result<usize, String> {
+        let leases = self.try_list(&format!(
+            "/api/ipam/ip-addresses/?prefix={prefix}&type=dhcp"
+        ))?;
+        self.bulk_delete("/api/ipam/ip-addresses/", &leases)?;
+        Ok(leases.len())
     }
 
     /// Removes the daemon's leases and whatever the tests created (also
     /// leftovers of a run that was killed). Never touches the seeded objects.
     pub fn clean(&self) -> Result<(), String> {
-        let leases = self.try_list(&format!(
-            "/api/ipam/ip-addresses/?prefix={PREFIX}&type=dhcp"
-        ))?;
-        self.bulk_delete("/api/ipam/ip-addresses/", &leases)?;
+        self.remove_dhcp(PREFIX)?;
         let devices = self.try_list(&format!(
             "/api/dcim/devices/?name__isw={TEST_DEVICE_PREFIX}"
         ))?;
@@ -294,6 +326,12 @@ impl Api {
         let text = self.get_text(&path).unwrap().1;
         (path, text)
     }
+}
+
+/// The path and query of an absolute URL.
+fn url_path(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map(|i| &rest[i..])
 }
 
 static NB_LOCK: Mutex<()> = Mutex::new(());
@@ -420,6 +458,36 @@ pub fn client_socket(ns: &str, ifname: &str) -> UdpSocket {
             .unwrap();
         s.into()
     })
+}
+
+/// Sends `payload` from `sock` to `to` with source address `from` (one of
+/// the interface's addresses), whatever address `sock` is bound to
+/// (IP_PKTINFO): one socket on port 68 speaks for many clients.
+pub fn send_from(
+    sock: &UdpSocket,
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    payload: &[u8],
+) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
+    let info = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(from).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    let iov = [io::IoSlice::new(payload)];
+    let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+    let dest = SockaddrIn::from(to);
+    sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        Some(&dest),
+    )
+    .map_err(io::Error::from)
 }
 
 /// Receives the IPv4 packets that reach `ifname` in `ns` (AF_PACKET), so
@@ -574,6 +642,8 @@ pub struct RelayConfig {
     pub allow_unknown_devices: bool,
     pub authoritative: bool,
     pub workers: usize,
+    /// `[nautobot] prefix_roles`: the seeded prefix's role by default.
+    pub prefix_roles: Vec<String>,
 }
 
 impl Default for RelayConfig {
@@ -584,6 +654,7 @@ impl Default for RelayConfig {
             allow_unknown_devices: true,
             authoritative: false,
             workers: 4,
+            prefix_roles: vec!["Server BMC".into()],
         }
     }
 }
@@ -739,7 +810,8 @@ impl RelayDaemon {
              [dhcp]\nenable_dhcp = no\n\n[ipv6]\nenable_ipv6 = no\n\n\
              [relay]\nenable_relay = yes\nauthoritative = {auth}\nlease_time = {lt}\n\
              nameservers = {ns}\n\n\
-             [nautobot]\nurl = {url}\nallow_unknown_devices = {unk}\nworkers = {w}\n",
+             [nautobot]\nurl = {url}\nallow_unknown_devices = {unk}\nworkers = {w}\n\
+             prefix_roles = {roles}\n",
             pid = self.dir.join(format!("nfdhcpd-d{i}.pid")).display(),
             data = data.display(),
             logdir = logdir.display(),
@@ -749,6 +821,7 @@ impl RelayDaemon {
             url = daemon_nautobot_url(),
             unk = yn(c.allow_unknown_devices),
             w = c.workers,
+            roles = c.prefix_roles.join(", "),
         );
         fs::write(&path, text).unwrap();
         path
@@ -1125,6 +1198,9 @@ pub enum Phase {
     Requesting,
     /// REQUEST with ciaddr broadcast (through the relay), waiting for the ACK.
     Rebinding,
+    /// REQUEST with ciaddr unicast from that address to the server,
+    /// waiting for the ACK.
+    Renewing,
     Bound,
 }
 
@@ -1155,6 +1231,9 @@ pub struct BurstClient {
     pub acks: Vec<(Ipv4Addr, Ipv4Addr)>,
     /// From the first datagram of the last exchange to its ACK.
     pub took: Option<Duration>,
+    /// Went back to INIT after having been offered an address (a NAK, or
+    /// a REQUEST unanswered for too long) in the last exchange.
+    pub reinit: bool,
 }
 
 /// Many clients on one interface, told apart by chaddr and xid. They set
@@ -1169,6 +1248,11 @@ pub struct Burst {
     pub clients: Vec<BurstClient>,
     /// Answers that matched no client or no state (duplicates).
     pub stray: u32,
+    /// Prefix length of the leased addresses, as they are put on the
+    /// interface for unicasts (24: the test prefix).
+    pub prefix_len: u8,
+    /// The leased addresses are on the interface (see [`Burst::configure`]).
+    configured: bool,
 }
 
 impl Burst {
@@ -1196,6 +1280,7 @@ impl Burst {
                 gave_up: 0,
                 acks: Vec::new(),
                 took: None,
+                reinit: false,
             })
             .collect();
         Burst {
@@ -1206,6 +1291,8 @@ impl Burst {
             by_xid: HashMap::new(),
             clients,
             stray: 0,
+            prefix_len: 24,
+            configured: false,
         }
     }
 
@@ -1229,6 +1316,7 @@ impl Burst {
         c.exchange_start = now;
         c.request_start = now;
         c.took = None;
+        c.reinit = false;
     }
 
     fn message(&self, c: &BurstClient, now: Instant) -> Vec<u8> {
@@ -1259,7 +1347,7 @@ impl Burst {
                 o.insert(DhcpOption::RequestedIpAddress(yiaddr));
                 o.insert(DhcpOption::ServerIdentifier(server));
             }
-            Phase::Rebinding => {
+            Phase::Rebinding | Phase::Renewing => {
                 m.set_ciaddr(c.addr.unwrap());
             }
             _ => {}
@@ -1280,12 +1368,20 @@ impl Burst {
                 self.clients[i].restarts += 1;
                 self.begin(i, Phase::Selecting, now);
                 self.clients[i].gave_up += 1;
+                self.clients[i].reinit = true;
             }
             let payload = self.message(&self.clients[i], now);
-            let dest = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
-            self.sock
-                .send_to(&payload, dest)
-                .unwrap_or_else(|e| panic!("send: {e}"));
+            let c = &self.clients[i];
+            if c.phase == Phase::Renewing {
+                let (from, to) = (c.addr.unwrap(), c.server.unwrap());
+                send_from(&self.sock, from, SocketAddrV4::new(to, 67), &payload)
+                    .unwrap_or_else(|e| panic!("send from {from} to {to}: {e}"));
+            } else {
+                let dest = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
+                self.sock
+                    .send_to(&payload, dest)
+                    .unwrap_or_else(|e| panic!("send: {e}"));
+            }
             let delay = rt.delay(self.clients[i].attempt, &mut self.rng);
             let c = &mut self.clients[i];
             c.sent += 1;
@@ -1326,7 +1422,7 @@ impl Burst {
                 self.clients[i].offers += 1;
                 self.stray += 1;
             }
-            (Some(MessageType::Ack), Phase::Requesting | Phase::Rebinding) => {
+            (Some(MessageType::Ack), Phase::Requesting | Phase::Rebinding | Phase::Renewing) => {
                 let c = &mut self.clients[i];
                 let want = match phase {
                     Phase::Requesting => c.offered.map(|o| o.0),
@@ -1345,10 +1441,11 @@ impl Burst {
                 c.phase = Phase::Bound;
                 c.took = Some(now.duration_since(c.exchange_start));
             }
-            (Some(MessageType::Nak), Phase::Requesting | Phase::Rebinding) => {
+            (Some(MessageType::Nak), Phase::Requesting | Phase::Rebinding | Phase::Renewing) => {
                 self.clients[i].naks += 1;
                 self.clients[i].restarts += 1;
                 self.begin(i, Phase::Selecting, now);
+                self.clients[i].reinit = true;
             }
             (Some(MessageType::Nak), _) => {
                 self.clients[i].naks += 1;
@@ -1426,20 +1523,77 @@ impl Burst {
         self.run(rt, deadline)
     }
 
-    /// Every bound client releases its lease by unicast to its server, from
-    /// its own address (configured on the interface for that).
-    pub fn release(&mut self, g: &Guest) {
+    /// Every bound client extends its lease by a REQUEST with ciaddr
+    /// unicast from its address to its server (RENEWING), client `i` of
+    /// `n` at `i * spread / n` from now, so that the renewals come evenly
+    /// over `spread`. `took` of each is from its own first datagram. The
+    /// addresses are put on the interface first ([`Burst::configure`]).
+    /// Returns the time until the last one was bound (or the deadline).
+    ///
+    /// dhcrelay hears the unicast too (the router it runs on forwards it)
+    /// and relays a copy, which reaches the daemon just after the direct
+    /// one; the daemon answers the newest copy, through the relay. The
+    /// clients set the broadcast bit, as in the other exchanges, so that
+    /// dhcrelay broadcasts that answer: unicast, it would go to chaddr,
+    /// which here is not the interface's MAC.
+    pub fn renew(
+        &mut self,
+        g: &Guest,
+        rt: Retransmit,
+        spread: Duration,
+        deadline: Duration,
+    ) -> Duration {
+        self.configure(g);
+        let now = Instant::now();
+        let n = self.clients.len().max(1) as u32;
+        for i in 0..self.clients.len() {
+            assert_eq!(
+                self.clients[i].phase,
+                Phase::Bound,
+                "client {i} is not bound"
+            );
+            self.begin(i, Phase::Renewing, now);
+            let at = now + spread * i as u32 / n;
+            let c = &mut self.clients[i];
+            c.next_send = at;
+            c.exchange_start = at;
+            c.request_start = at;
+        }
+        self.run(rt, spread + deadline)
+    }
+
+    /// Puts every bound client's address on the interface (once), with a
+    /// route to the daemons, so that clients can unicast from their own
+    /// address (RENEWING, RELEASE) and receive unicast answers.
+    pub fn configure(&mut self, g: &Guest) {
+        if self.configured {
+            return;
+        }
         let batch: String = self
             .clients
             .iter()
-            .map(|c| format!("addr add {}/24 dev {}\n", c.addr.unwrap(), self.ifname))
+            .map(|c| {
+                format!(
+                    "addr add {}/{} dev {}\n",
+                    c.addr.unwrap(),
+                    self.prefix_len,
+                    self.ifname
+                )
+            })
             .collect::<String>()
             + &format!("route add 198.51.100.0/22 via {GIADDR}\n");
         let path = g
             .dir
-            .join(format!("burst-release-{}.batch", super::next_id()));
+            .join(format!("burst-addresses-{}.batch", super::next_id()));
         fs::write(&path, batch).unwrap();
         g.ns.run(&["ip", "-batch", path.to_str().unwrap()]);
+        self.configured = true;
+    }
+
+    /// Every bound client releases its lease by unicast to its server, from
+    /// its own address (configured on the interface for that).
+    pub fn release(&mut self, g: &Guest) {
+        self.configure(g);
         for i in 0..self.clients.len() {
             self.new_xid(i);
         }

@@ -1,19 +1,27 @@
 //! `relay`: relay mode end to end, against the real test Nautobot of
 //! `tests/nautobot` and through ISC dhcrelay, with the integration tests'
-//! own harness (tests/common, included below): N new clients one at a time,
-//! then N other new clients all at once, each set then renewed and released.
-//! The API calls are the daemon's own counters (its SIGUSR1 dump).
+//! own harness (tests/common, included below): new clients one at a time,
+//! then new clients all at once, each set then renewed and released; the
+//! burst's clients also renew one by one, spread over a minute. The API
+//! calls are the daemon's own counters (its SIGUSR1 dump); after each step
+//! an audit compares Nautobot's records with what the clients were ACKed.
+//! For more clients than the test /24 holds, the bench creates a larger
+//! prefix for the run ([`pool`]).
 //!
 //! The harness makes everything: a router namespace with dhcrelay, a daemon
 //! namespace that reaches Nautobot through `netns-bridge.sh`, and one client
 //! namespace per run, all named `nfdt-<pid>-...`. Its guards remove them on
 //! return and unwind; on a signal the signal thread removes them by that
 //! prefix. Nautobot is left as it was found: the harness removes the `dhcp`
-//! addresses of the test prefix (the daemon's leases) before and after, and
-//! so does the signal thread.
+//! addresses of the test prefix (the daemon's leases) before and after, the
+//! bench removes the prefix it created with its leases, and so does the
+//! signal thread.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../../tests/common/mod.rs"]
 mod common;
+
+mod audit;
+mod pool;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -29,21 +37,37 @@ use dhcproto::Encodable;
 use crate::flood::{loadavg, renice_thread};
 use crate::lab::{self, TempDir};
 use crate::{Common, Res};
+use audit::audit;
 use common::relay::{
-    check_records, fmt_mac, in_netns, nautobot, nautobot_scripts, nautobot_url, unix_now, Api,
-    Burst, BurstClient, Counters, Phase, RelayConfig, RelayDaemon, RelayLab, Retransmit, GIADDR,
-    PREFIX,
+    fmt_mac, in_netns, nautobot, nautobot_scripts, nautobot_url, unix_now, Api, Burst, BurstClient,
+    Counters, Phase, RelayConfig, RelayDaemon, RelayLab, Retransmit, GIADDR,
 };
 use common::Guest;
+use pool::Pool;
 
 #[derive(Args)]
 pub struct Opts {
     #[command(flatten)]
     common: Common,
-    /// Clients per run: the serial run and the burst each have this many
-    /// new clients (MACs 02:bb:b1:... and 02:bb:b2:...).
+    /// New clients of the burst (MACs 02:bb:b2:00:HI:LO), and of the
+    /// serial run unless --serial says otherwise.
     #[arg(long, default_value_t = 200)]
     clients: usize,
+    /// New clients of the serial run (MACs 02:bb:b1:00:HI:LO); 0 skips it.
+    /// Default: --clients.
+    #[arg(long, value_name = "N")]
+    serial: Option<usize>,
+    /// Prefix length of the pool: 24 is the seeded test prefix
+    /// 192.0.2.0/24 (249 addresses); 16 to 23 make the bench create the
+    /// prefix of that length around the relay's address (22: 192.0.0.0/22,
+    /// 1,014 free addresses) with a role of its own, serve only that role,
+    /// and remove it and its leases afterwards.
+    #[arg(long, default_value_t = 24, value_name = "LEN")]
+    pool_prefix_len: u8,
+    /// The burst's clients renew (RENEWING: unicast from their address)
+    /// one after the other, evenly over SECS.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    renew_spread: u64,
     /// Backend workers of the daemon (`[nautobot] workers`).
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -63,8 +87,6 @@ const TAG_BURST: u8 = 0xb2;
 const SERIAL_DEADLINE: Duration = Duration::from_secs(120);
 /// Lease time the daemon hands out (the harness's default).
 const LEASE_SECS: u32 = 3600;
-/// The pool of the test prefix: network + 5 (`reserved`) to broadcast - 1.
-const POOL: std::ops::RangeInclusive<u8> = 6..=254;
 /// Printed next to the figures (README, "Relay mode (Nautobot)").
 const TARGET_DORA: f64 = 4.0;
 const TARGET_RENEWAL: f64 = 1.0;
@@ -72,6 +94,9 @@ const TARGET_RENEWAL: f64 = 1.0;
 pub fn run(o: &Opts) -> Res<()> {
     if o.clients == 0 {
         return Err("--clients must be at least 1".into());
+    }
+    if !(16..=24).contains(&o.pool_prefix_len) {
+        return Err("--pool-prefix-len must be 16 to 24".into());
     }
     if o.retransmit_every
         .is_some_and(|s| !(s > 0.0 && s.is_finite()))
@@ -137,6 +162,7 @@ fn bench(o: &Opts, bin: &Path) -> Res<()> {
         Some(s) => Retransmit::Every(Duration::from_secs_f64(s)),
         None => Retransmit::Rfc2131,
     };
+    let serial = o.serial.unwrap_or(o.clients);
     // The harness's lock, shared with the tests that use Nautobot (flock):
     // it waits for them, and they wait for the whole run.
     eprintln!("taking the Nautobot test lock");
@@ -146,14 +172,30 @@ fn bench(o: &Opts, bin: &Path) -> Res<()> {
     lab::register_cleanup(
         "nautobot",
         Box::new(|| {
-            let _ = Api::new().clean();
+            let api = Api::new();
+            let _ = pool::remove(&api);
+            let _ = api.clean();
         }),
     );
-    let free = free_addresses(&nb.api);
-    if o.clients > free {
+    // Dropped after the lab (the daemon stops first), before the lock.
+    let pool_guard = PoolGuard;
+    let pool = if o.pool_prefix_len < 24 {
+        eprintln!("creating the pool's prefix in Nautobot");
+        pool::seed(&nb.api, o.pool_prefix_len)?
+    } else {
+        Pool::test_prefix()
+    };
+    let free = pool.free(&nb.api)?;
+    if o.clients.max(serial) > free {
         return Err(format!(
-            "{} clients do not fit: the pool of {PREFIX} has {free} free addresses",
-            o.clients
+            "{} clients do not fit: the pool of {} has {free} free addresses{}",
+            o.clients.max(serial),
+            pool.cidr(),
+            if pool.seeded {
+                ""
+            } else {
+                " (--pool-prefix-len 22 makes a larger one)"
+            }
         ));
     }
     let version = nb
@@ -167,9 +209,19 @@ fn bench(o: &Opts, bin: &Path) -> Res<()> {
     println!("nfdhcpd-bench relay: {}", crate::machine());
     println!("daemon: {} ({} backend workers)", bin.display(), o.workers);
     println!(
-        "Nautobot {version} at {}, prefix {PREFIX} ({free} free addresses); ISC dhcrelay in a \
-         router namespace; {} clients per run; client retransmission: {}",
+        "Nautobot {version} at {}, prefix {} ({free} free addresses{}); ISC dhcrelay in a \
+         router namespace; {serial} clients in the serial run, {} in the burst; client \
+         retransmission: {}",
         nautobot_url(),
+        pool.cidr(),
+        if pool.seeded {
+            format!(
+                ", created for the run with role {:?}, the only one served",
+                pool.role
+            )
+        } else {
+            String::new()
+        },
         o.clients,
         match rt {
             Retransmit::Rfc2131 => "RFC 2131 (4 s, 8 s, 16 s, ... +-1 s)".to_string(),
@@ -183,30 +235,48 @@ fn bench(o: &Opts, bin: &Path) -> Res<()> {
     let cfg = RelayConfig {
         lease_time: LEASE_SECS,
         workers: o.workers,
+        prefix_roles: vec![pool.role.clone()],
         ..RelayConfig::default()
     };
     let mut rl = RelayLab::new("nfdhcpd-bench relay", 1)
         .ok_or("the relay lab cannot run here (needs root)")?;
+    if pool.seeded {
+        route_pool(&mut rl, &pool);
+    }
     let deadline = Duration::from_secs(o.deadline);
+    let mut failures = Vec::new();
 
-    start_daemon(&mut rl, &cfg, o.common.nice)?;
-    println!();
-    println!(
-        "serial: one client at a time, each DISCOVER -> OFFER -> REQUEST -> ACK before the next"
-    );
-    let serial = serial_run(&mut rl, &nb.api, o.clients, rt)?;
-
-    // The burst starts from the same state: a fresh daemon, no leases.
-    rl.d(0).stop();
-    nb.api
-        .clean()
-        .map_err(|e| format!("Nautobot clean-up: {e}"))?;
+    let serial_figures = if serial > 0 {
+        start_daemon(&mut rl, &cfg, o.common.nice)?;
+        println!();
+        println!(
+            "serial: one client at a time, each DISCOVER -> OFFER -> REQUEST -> ACK before the \
+             next"
+        );
+        let f = serial_run(&mut rl, &nb.api, &pool, serial, rt, &mut failures)?;
+        // The burst starts from the same state: a fresh daemon, no leases.
+        rl.d(0).stop();
+        clean_leases(&nb.api, &pool)?;
+        Some(f)
+    } else {
+        None
+    };
     start_daemon(&mut rl, &cfg, o.common.nice)?;
     println!();
     println!("burst: all clients at once, retransmitting until their ACK");
-    let burst = burst_run(&mut rl, &nb.api, o.clients, rt, deadline)?;
+    let spread = Duration::from_secs(o.renew_spread);
+    let burst = burst_run(
+        &mut rl,
+        &nb.api,
+        &pool,
+        o.clients,
+        rt,
+        deadline,
+        spread,
+        &mut failures,
+    )?;
 
-    summary(&serial, &burst);
+    summary(serial_figures.as_ref(), &burst);
     rl.d(0).stop();
 
     // The harness keeps its scratch directory with NFDT_KEEP, and then also
@@ -216,21 +286,47 @@ fn bench(o: &Opts, bin: &Path) -> Res<()> {
     }
     drop(rl);
     std::env::remove_var("NFDT_KEEP");
+    drop(pool_guard);
     drop(nb);
     lab::unregister_cleanup("nautobot");
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
     Ok(())
 }
 
-/// Addresses of the pool without a record (the harness has just removed
-/// the daemon's leases).
-fn free_addresses(api: &Api) -> usize {
-    let taken = api
-        .list(&format!("/api/ipam/ip-addresses/?prefix={PREFIX}"))
-        .iter()
-        .filter_map(|r| r["address"].as_str()?.split('/').next()?.parse().ok())
-        .filter(|a: &Ipv4Addr| POOL.contains(&a.octets()[3]))
-        .count();
-    POOL.count() - taken
+/// Removes the bench's prefix (if any) when the run ends, also by an
+/// error or a panic.
+struct PoolGuard;
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        if let Err(e) = pool::remove(&Api::new()) {
+            eprintln!("removing the bench's prefix from Nautobot: {e}");
+        }
+    }
+}
+
+/// The daemon's leases of the pool, gone (the harness's clean-up knows
+/// only the test prefix).
+fn clean_leases(api: &Api, pool: &Pool) -> Res<()> {
+    api.clean().map_err(|e| format!("Nautobot clean-up: {e}"))?;
+    api.remove_dhcp(&pool.cidr())
+        .map_err(|e| format!("Nautobot clean-up: {e}"))?;
+    Ok(())
+}
+
+/// The harness routes only the test /24 between the clients and the
+/// daemon: a larger pool needs its own routes for the unicasts (a
+/// RENEWING client's ACK goes to its address).
+fn route_pool(rl: &mut RelayLab, pool: &Pool) {
+    let cidr = pool.cidr();
+    rl.lab
+        .host
+        .run(&["ip", "route", "add", &cidr, "dev", "br0"]);
+    rl.d(0)
+        .ns
+        .run(&["ip", "route", "add", &cidr, "via", "198.51.100.2"]);
 }
 
 fn start_daemon(rl: &mut RelayLab, cfg: &RelayConfig, nice: Option<i32>) -> Res<()> {
@@ -319,8 +415,9 @@ impl Step {
         if !self.times.is_empty() {
             let (p50, p99, max) = percentiles(&self.times);
             line += &format!(
-                "; per client median {:.3} s, p99 {:.3} s, max {:.3} s",
+                "; per client median {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
                 p50.as_secs_f64(),
+                pct(&self.times, 0.90).as_secs_f64(),
                 p99.as_secs_f64(),
                 max.as_secs_f64()
             );
@@ -330,6 +427,7 @@ impl Step {
         let per = self.calls_per_client();
         let noun = match self.what {
             "DORA" => "new-client DORA",
+            "renewing" => "renewal",
             w => w,
         };
         let mut line = format!("           API calls {calls} = {per:.2} per {noun}");
@@ -349,6 +447,19 @@ impl Step {
                 self.d("received"),
                 self.d("absorbed"),
                 self.clients
+            );
+        } else if self.what == "renewing" {
+            println!(
+                "           clients sent {} datagrams, {} beyond a loss-free exchange; daemon: \
+                 received {} (each REQUEST twice in this lab: routed to the daemon, and relayed \
+                 by dhcrelay, which hears it on the clients' bridge), absorbed {}, jobs {jobs} \
+                 for {} client messages ({} extra)",
+                self.sent,
+                self.sent.saturating_sub(self.clean),
+                self.d("received"),
+                self.d("absorbed"),
+                self.messages(),
+                jobs.saturating_sub(self.messages())
             );
         } else {
             let received = self.d("received");
@@ -413,10 +524,17 @@ fn map_diff(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> St
 
 /// Nearest-rank median, 99th percentile and maximum.
 fn percentiles(t: &[Duration]) -> (Duration, Duration, Duration) {
+    (pct(t, 0.50), pct(t, 0.99), pct(t, 1.0))
+}
+
+/// The nearest-rank `q` quantile; zero for no times.
+fn pct(t: &[Duration], q: f64) -> Duration {
     let mut t = t.to_vec();
     t.sort();
-    let rank = |q: f64| t[((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1];
-    (rank(0.50), rank(0.99), t[t.len() - 1])
+    match t.len() {
+        0 => Duration::ZERO,
+        n => t[((q * n as f64).ceil() as usize).clamp(1, n) - 1],
+    }
 }
 
 struct RunFigures {
@@ -449,7 +567,14 @@ fn progress(what: &str, i: usize, n: usize, start: Instant) {
     }
 }
 
-fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<RunFigures> {
+fn serial_run(
+    rl: &mut RelayLab,
+    api: &Api,
+    pool: &Pool,
+    n: usize,
+    rt: Retransmit,
+    failures: &mut Vec<String>,
+) -> Res<RunFigures> {
     let g = rl.guest("tapa", "02:bb:fe:00:00:01");
     // The clients, and a burst of one that runs each in turn.
     let mut clients = Burst::new(&g, n, TAG_SERIAL).clients;
@@ -477,12 +602,6 @@ fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<Run
     let took = start.elapsed();
     let acked_at = unix_now();
     let c1 = quiet(d, &c0);
-    let acked: Vec<([u8; 6], Ipv4Addr)> = clients
-        .iter()
-        .filter_map(|c| Some((c.mac, c.addr?)))
-        .collect();
-    intact(api, &clients, "serial DORA")?;
-    let holds = check_records(api, &acked, LEASE_SECS, (started, acked_at));
     let (done, times, sent, naks, restarts) = client_stats(&clients);
     let dora = Step {
         what: "DORA",
@@ -498,12 +617,18 @@ fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<Run
         c1: c1.clone(),
     };
     dora.print(Some(TARGET_DORA));
-    if holds > 0 {
-        println!("           {holds} spare offer holds left in Nautobot");
-    }
+    check(
+        api,
+        pool,
+        "serial DORA",
+        &clients,
+        (started, acked_at),
+        failures,
+    )?;
 
     // Renewal: REQUEST with ciaddr, broadcast through the relay (REBINDING),
     // as the harness does.
+    let started = unix_now();
     let start = Instant::now();
     for (i, client) in clients.iter_mut().enumerate() {
         let mut c = client.clone();
@@ -520,6 +645,7 @@ fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<Run
         progress("renewals", i, n, start);
     }
     let took = start.elapsed();
+    let acked_at = unix_now();
     let c2 = quiet(d, &c1);
     let (done, times, sent, naks, restarts) = client_stats(&clients);
     let renewal = Step {
@@ -536,10 +662,17 @@ fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<Run
         c1: c2.clone(),
     };
     renewal.print(Some(TARGET_RENEWAL));
-    intact(api, &clients, "serial renewal")?;
+    check(
+        api,
+        pool,
+        "serial renewal",
+        &clients,
+        (started, acked_at),
+        failures,
+    )?;
 
     // Release, one at a time: each waits until the daemon has taken it.
-    configure_addresses(&g, &clients, rl.lab.tmp.path())?;
+    configure_addresses(&g, &clients, pool.len, rl.lab.tmp.path())?;
     let start = Instant::now();
     let mut before = c2.clone();
     let mut times = Vec::with_capacity(n);
@@ -580,46 +713,39 @@ fn serial_run(rl: &mut RelayLab, api: &Api, n: usize, rt: Retransmit) -> Res<Run
     })
 }
 
-/// Checks that Nautobot still records every bound client's lease as its
-/// own. Whatever else uses the test prefix (tests/e2e_relay.rs,
+/// The audit of a step (see [`audit`]), printed; a mismatch is kept in
+/// `failures` and ends the run with an error once the figures are out.
+/// Whatever else uses the test prefix (tests/e2e_relay.rs,
 /// tests/nautobot_backend.rs, another run of this) removes the daemon's
-/// records when it starts and ends, and then the figures mean nothing.
-fn intact(api: &Api, clients: &[BurstClient], step: &str) -> Res<()> {
-    let owner: HashMap<String, String> = api
-        .dhcp_records()
+/// records when it starts and ends, and then the audit says so.
+fn check(
+    api: &Api,
+    pool: &Pool,
+    step: &str,
+    clients: &[BurstClient],
+    window: (i64, i64),
+    failures: &mut Vec<String>,
+) -> Res<()> {
+    let acked: Vec<([u8; 6], Ipv4Addr)> = clients
         .iter()
-        .filter_map(|r| {
-            let addr = r["address"].as_str()?.split('/').next()?.to_owned();
-            let mac = r["custom_fields"]["pydhcp_mac"]
-                .as_str()?
-                .to_ascii_lowercase();
-            Some((addr, mac))
-        })
+        .filter_map(|c| Some((c.mac, c.addr?)))
         .collect();
-    let missing = clients
-        .iter()
-        .filter(|c| {
-            c.addr
-                .is_some_and(|a| owner.get(&a.to_string()) != Some(&fmt_mac(&c.mac)))
-        })
-        .count();
-    if missing == 0 {
-        return Ok(());
+    let a = audit(api, pool, step, &acked, LEASE_SECS, Some(window))
+        .map_err(|e| format!("the audit after the {step} cannot read Nautobot: {e}"))?;
+    a.print();
+    if !a.ok() {
+        failures.push(a.error());
     }
-    Err(format!(
-        "after the {step}, {missing} of the clients' leases are no longer in Nautobot: \
-         something else removed records of {PREFIX} during the run (a Nautobot test?); \
-         run the benchmark alone"
-    ))
+    Ok(())
 }
 
 /// Puts every client's address on the guest's interface, and a route to
 /// the daemons, so that each can unicast its RELEASE from its own address.
-fn configure_addresses(g: &Guest, clients: &[BurstClient], dir: &Path) -> Res<()> {
+fn configure_addresses(g: &Guest, clients: &[BurstClient], len: u8, dir: &Path) -> Res<()> {
     let mut batch = String::new();
     for c in clients {
         let a = c.addr.ok_or("a client without an address")?;
-        batch += &format!("addr add {a}/24 dev {}\n", g.ifname);
+        batch += &format!("addr add {a}/{len} dev {}\n", g.ifname);
     }
     batch += &format!("route add 198.51.100.0/22 via {GIADDR}\n");
     let path: PathBuf = dir.join("serial-release.batch");
@@ -648,21 +774,43 @@ fn send_release(g: &Guest, c: &BurstClient, xid: u32) {
     });
 }
 
+/// What the burst adds to a run's figures.
+struct BurstFigures {
+    run: RunFigures,
+    /// Clients that went back to INIT in the DORA after an OFFER: (all,
+    /// by a NAK, by a REQUEST left unanswered).
+    reinit: (usize, usize, usize),
+    /// Addresses ACKed to two MACs.
+    duplicates: usize,
+    load_before: String,
+    load_after: String,
+    /// The renewals spread over `spread`.
+    renewing: Step,
+    spread: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn burst_run(
     rl: &mut RelayLab,
     api: &Api,
+    pool: &Pool,
     n: usize,
     rt: Retransmit,
     deadline: Duration,
-) -> Res<RunFigures> {
+    spread: Duration,
+    failures: &mut Vec<String>,
+) -> Res<BurstFigures> {
     let g = rl.guest("tapb", "02:bb:fe:00:00:02");
     let mut b = Burst::new(&g, n, TAG_BURST);
+    b.prefix_len = pool.len;
     let d = &rl.daemons[0];
 
+    let load_before = loadavg();
     let c0 = d.counters();
     let started = unix_now();
     let took = b.dora(rt, deadline);
     let acked_at = unix_now();
+    let load_after = loadavg();
     let c1 = quiet(d, &c0);
     let (done, times, sent, naks, restarts) = client_stats(&b.clients);
     let dora = Step {
@@ -685,21 +833,64 @@ fn burst_run(
             b.stray
         );
     }
+    let reinit = (
+        b.clients.iter().filter(|c| c.reinit).count(),
+        b.clients.iter().filter(|c| c.reinit && c.naks > 0).count(),
+        b.clients
+            .iter()
+            .filter(|c| c.reinit && c.gave_up > 0)
+            .count(),
+    );
+    let duplicates = duplicate_addresses(&b.clients);
+    let (p50, p90, p99) = (
+        pct(&dora.times, 0.50),
+        pct(&dora.times, 0.90),
+        pct(&dora.times, 0.99),
+    );
+    println!(
+        "           {}: {done} of {n} bound after {:.1} s; API calls per client {:.2}; time to \
+         ACK p50 {:.3} s, p90 {:.3} s, p99 {:.3} s",
+        if done == n {
+            "all bound"
+        } else {
+            "NOT ALL BOUND"
+        },
+        took.as_secs_f64(),
+        dora.calls_per_client(),
+        p50.as_secs_f64(),
+        p90.as_secs_f64(),
+        p99.as_secs_f64()
+    );
+    println!(
+        "           back to INIT after an OFFER: {} clients ({} NAKed, {} REQUEST unanswered \
+         for 60 s); duplicates: {duplicates} addresses ACKed to two MACs; loadavg before \
+         {load_before}, after {load_after}",
+        reinit.0, reinit.1, reinit.2
+    );
+    if duplicates > 0 {
+        failures.push(format!(
+            "burst DORA: {duplicates} addresses were ACKed to two MACs"
+        ));
+    }
+    check(
+        api,
+        pool,
+        "burst DORA",
+        &b.clients,
+        (started, acked_at),
+        failures,
+    )?;
     if done < n {
         return Err(format!(
             "burst DORA: only {done} of {n} clients bound within {deadline:?}"
         ));
     }
-    b.assert_unique_addresses();
-    intact(api, &b.clients, "burst DORA")?;
-    let holds = check_records(api, &b.acked(), LEASE_SECS, (started, acked_at));
-    if holds > 0 {
-        println!("           {holds} spare offer holds left in Nautobot");
-    }
 
     b.reset_sent();
     let stray = b.stray;
+    let started = unix_now();
     let took = b.rebind(rt, deadline);
+    let acked_at = unix_now();
     let c2 = quiet(d, &c1);
     let (done, times, sent, naks, restarts) = client_stats(&b.clients);
     let renewal = Step {
@@ -716,60 +907,155 @@ fn burst_run(
         c1: c2.clone(),
     };
     renewal.print(Some(TARGET_RENEWAL));
-    intact(api, &b.clients, "burst renewal")?;
     if b.stray > stray {
         println!(
             "           {} answers the clients did not expect (duplicates)",
             b.stray - stray
         );
     }
+    check(
+        api,
+        pool,
+        "burst renewal",
+        &b.clients,
+        (started, acked_at),
+        failures,
+    )?;
     if done < n {
         return Err(format!(
             "burst renewal: only {done} of {n} clients bound within {deadline:?}"
         ));
     }
 
+    // RENEWING: each client unicasts its REQUEST from its own address to
+    // its server, one after the other over `spread`.
+    println!(
+        "  renewing, one client after the other over {} s (REQUEST with ciaddr, unicast from \
+         the client's address to the daemon)",
+        spread.as_secs()
+    );
+    b.reset_sent();
+    let stray = b.stray;
+    let started = unix_now();
+    let took = b.renew(&g, rt, spread, deadline);
+    let acked_at = unix_now();
+    let c3 = quiet(d, &c2);
+    let (done, times, sent, naks, restarts) = client_stats(&b.clients);
+    let renewing = Step {
+        what: "renewing",
+        clients: n,
+        done,
+        took,
+        times,
+        sent,
+        clean: n as u64,
+        naks,
+        restarts,
+        c0: c2,
+        c1: c3.clone(),
+    };
+    renewing.print(Some(TARGET_RENEWAL));
+    if b.stray > stray {
+        println!(
+            "           {} answers the clients did not expect (duplicates)",
+            b.stray - stray
+        );
+    }
+    println!(
+        "           API calls per renewal {:.2}; renewal latency p50 {:.3} s, p99 {:.3} s",
+        renewing.calls_per_client(),
+        pct(&renewing.times, 0.50).as_secs_f64(),
+        pct(&renewing.times, 0.99).as_secs_f64()
+    );
+    check(
+        api,
+        pool,
+        "spread renewal",
+        &b.clients,
+        (started, acked_at),
+        failures,
+    )?;
+    if done < n {
+        return Err(format!(
+            "spread renewal: only {done} of {n} clients bound within {:?}",
+            spread + deadline
+        ));
+    }
+
     let start = Instant::now();
     b.release(&g);
-    let c3 = d.settle(&c2, n as u64, deadline);
+    let c4 = d.settle(&c3, n as u64, deadline);
     let took = start.elapsed();
+    // A RELEASE is sent once: one the daemon refused (a full job queue) is
+    // not taken at all.
+    let taken = c4.get("jobs").saturating_sub(c3.get("jobs")) as usize;
     let release = Step {
         what: "release",
         clients: n,
-        done: n,
+        done: taken.min(n),
         took,
         times: Vec::new(),
         sent: n as u64,
         clean: n as u64,
         naks: 0,
         restarts: 0,
-        c0: c2,
-        c1: c3,
+        c0: c3,
+        c1: c4,
     };
     release.print(None);
-    Ok(RunFigures {
-        dora,
-        renewal,
-        release,
+    Ok(BurstFigures {
+        run: RunFigures {
+            dora,
+            renewal,
+            release,
+        },
+        reinit,
+        duplicates,
+        load_before,
+        load_after,
+        renewing,
+        spread,
     })
 }
 
-fn summary(s: &RunFigures, b: &RunFigures) {
+/// Addresses the clients were ACKed that two MACs were ACKed.
+fn duplicate_addresses(clients: &[BurstClient]) -> usize {
+    let mut owners: HashMap<Ipv4Addr, Vec<[u8; 6]>> = HashMap::new();
+    for c in clients {
+        for (a, _) in &c.acks {
+            let o = owners.entry(*a).or_default();
+            if !o.contains(&c.mac) {
+                o.push(c.mac);
+            }
+        }
+    }
+    owners.values().filter(|o| o.len() > 1).count()
+}
+
+fn summary(s: Option<&RunFigures>, burst: &BurstFigures) {
+    let b = &burst.run;
     println!();
     println!("summary (API calls from the daemon's own counters)");
     println!("                                  serial    burst   target");
     let row = |what: &str, f: &dyn Fn(&RunFigures) -> String, target: &str| {
-        println!("  {what:<30} {:>8} {:>8}   {target}", f(s), f(b));
+        let serial = s.map_or_else(|| "-".to_string(), f);
+        println!("  {what:<30} {serial:>8} {:>8}   {target}", f(b));
     };
-    let growth = b.dora.calls_per_client() - s.dora.calls_per_client();
+    let dora_target = match s {
+        Some(s) => {
+            let growth = b.dora.calls_per_client() - s.dora.calls_per_client();
+            format!(
+                "<= {TARGET_DORA}, no growth under the burst ({:+.2}: {})",
+                growth,
+                if growth <= 0.005 { "none" } else { "GROWS" }
+            )
+        }
+        None => format!("<= {TARGET_DORA}"),
+    };
     row(
         "API calls per new-client DORA",
         &|r| format!("{:.2}", r.dora.calls_per_client()),
-        &format!(
-            "<= {TARGET_DORA}, no growth under the burst ({:+.2}: {})",
-            growth,
-            if growth <= 0.005 { "none" } else { "GROWS" }
-        ),
+        &dora_target,
     );
     row(
         "API calls per renewal",
@@ -794,6 +1080,11 @@ fn summary(s: &RunFigures, b: &RunFigures) {
     row(
         "client DORA median, s",
         &|r| format!("{:.3}", percentiles(&r.dora.times).0.as_secs_f64()),
+        "",
+    );
+    row(
+        "client DORA p90, s",
+        &|r| format!("{:.3}", pct(&r.dora.times, 0.90).as_secs_f64()),
         "",
     );
     row(
@@ -843,5 +1134,29 @@ fn summary(s: &RunFigures, b: &RunFigures) {
          for it: it keeps at most one job per MAC (src/relay/pending.rs); a copy that comes \
          while the job runs is `absorbed`, one that comes after the answer starts a job of \
          its own (`jobs beyond one per message`)"
+    );
+    let n = burst.run.dora.clients;
+    println!(
+        "  burst of {n}: all bound after {:.1} s; API calls per client {:.2}; time to ACK p50 \
+         {:.3} s, p90 {:.3} s, p99 {:.3} s; back to INIT {}; duplicates {}; loadavg before \
+         {}, after {}",
+        b.dora.took.as_secs_f64(),
+        b.dora.calls_per_client(),
+        pct(&b.dora.times, 0.50).as_secs_f64(),
+        pct(&b.dora.times, 0.90).as_secs_f64(),
+        pct(&b.dora.times, 0.99).as_secs_f64(),
+        burst.reinit.0,
+        burst.duplicates,
+        burst.load_before,
+        burst.load_after
+    );
+    let r = &burst.renewing;
+    println!(
+        "  {n} renewals over {} s (RENEWING): API calls per renewal {:.2} (target <= \
+         {TARGET_RENEWAL}); latency p50 {:.3} s, p99 {:.3} s",
+        burst.spread.as_secs(),
+        r.calls_per_client(),
+        pct(&r.times, 0.50).as_secs_f64(),
+        pct(&r.times, 0.99).as_secs_f64()
     );
 }
