@@ -188,12 +188,39 @@ impl StaticLease {
     }
 }
 
-/// Serializes the tests and checks that Nautobot is there: None = skip.
-fn setup(test: &str) -> Option<(MutexGuard<'static, ()>, Api)> {
+/// The tests' hold on Nautobot: this process's lock, and the file lock
+/// every test process that uses Nautobot takes (tests/common/relay.rs).
+struct Held {
+    _guard: MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+fn lock_across_processes() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("nfdhcpd-tests-nautobot.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock {}", path.display());
+    f
+}
+
+/// Serializes the tests (with those of other test programs too) and checks
+/// that Nautobot is there: None = skip.
+fn setup(test: &str) -> Option<(Held, Api)> {
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let held = Held {
+        _guard: guard,
+        _file: lock_across_processes(),
+    };
     let api = Api::new();
     match api.get_text("/api/") {
-        Ok((200, _)) => Some((guard, api)),
+        Ok((200, _)) => Some((held, api)),
         other => {
             let why = match other {
                 Ok((status, _)) => format!("HTTP {status}"),
