@@ -254,21 +254,20 @@ pub trait Session: Send {
     /// Runs one job; returns the outcome and the number of API calls made.
     fn run(&mut self, job: &Job) -> (Result<Outcome, BackendError>, u32);
 
-    /// Runs jobs that arrived together: one outcome per job, in order, and
-    /// the API calls of the whole batch. A backend that can combine reads
+    /// Runs jobs that arrived together, handing each outcome to `done` as
+    /// soon as it is known: its index in `jobs`, the outcome, and the API
+    /// calls made since the previous one. A backend that can combine reads
     /// and writes of several clients overrides it; by default each job runs
     /// alone.
-    fn run_batch(&mut self, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
-        let mut calls = 0;
-        let outcomes = jobs
-            .iter()
-            .map(|j| {
-                let (o, c) = self.run(j);
-                calls += c;
-                o
-            })
-            .collect();
-        (outcomes, calls)
+    fn run_batch(
+        &mut self,
+        jobs: &[Job],
+        done: &mut dyn FnMut(usize, Result<Outcome, BackendError>, u32),
+    ) {
+        for (i, j) in jobs.iter().enumerate() {
+            let (o, c) = self.run(j);
+            done(i, o, c);
+        }
     }
 }
 

@@ -73,21 +73,21 @@ pub fn spawn(
                     for j in &mut jobs {
                         j.now = now;
                     }
-                    let (outcomes, calls) = session.run_batch(&jobs);
-                    // The batch's calls are counted once, with its first job.
-                    let mut calls = Some(calls);
-                    for (job, outcome) in jobs.iter().zip(outcomes) {
+                    let mut gone = false;
+                    session.run_batch(&jobs, &mut |n, outcome, calls| {
                         let r = JobResult {
-                            id: job.id,
+                            id: jobs[n].id,
                             outcome,
-                            calls: calls.take().unwrap_or(0),
+                            calls,
                             started: Some(now),
                         };
-                        // Results are never dropped: the state thread waits for them.
-                        if results.send(Control::Backend(Box::new(r))).is_err() {
-                            warn!("worker {i}: state thread gone");
-                            return;
-                        }
+                        // Results are never dropped: the state thread waits
+                        // for them, each as soon as it is known.
+                        gone |= results.send(Control::Backend(Box::new(r))).is_err();
+                    });
+                    if gone {
+                        warn!("worker {i}: state thread gone");
+                        return;
                     }
                 }
             })?;

@@ -24,6 +24,44 @@ use crate::backend::{BackendError, Job, JobKind, Known, LeaseKind, NoLease, Outc
 use crate::core::mac::MacAddr;
 
 type JobOutcome = Result<Outcome, BackendError>;
+type Done<'a> = dyn FnMut(usize, JobOutcome, u32) + 'a;
+
+/// Jobs of a batch that run side by side at most, each on a connection of
+/// its own.
+const SIDE_BY_SIDE: usize = 4;
+
+/// The outcomes of a batch so far.
+struct Batch {
+    out: Vec<Option<JobOutcome>>,
+    /// Handed over already.
+    sent: Vec<bool>,
+    /// The session's calls when the last outcome was handed over.
+    calls_sent: u32,
+}
+
+impl Batch {
+    /// Not decided yet (nor handed over).
+    fn open(&self, i: usize) -> bool {
+        self.out[i].is_none() && !self.sent[i]
+    }
+
+    /// The backend did not answer in time or cannot be reached: the jobs
+    /// still to run would wait for the same, one after another. They fail
+    /// now with that error (a failure is never a NAK: the clients retry).
+    fn fail_fast(&mut self) {
+        let down = self.out.iter().flatten().find_map(|o| match o {
+            Err(e @ (BackendError::Timeout | BackendError::Connect(_))) => Some(e.clone()),
+            _ => None,
+        });
+        if let Some(e) = down {
+            for (o, sent) in self.out.iter_mut().zip(&self.sent) {
+                if o.is_none() && !sent {
+                    *o = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
 
 /// Bulk create rounds of one batch: the first, and one without the
 /// addresses another server took meanwhile.
@@ -32,16 +70,29 @@ const CREATE_ROUNDS: usize = 2;
 const CHOICE_ROUNDS: usize = 8;
 
 impl NautobotSession {
-    /// One outcome per job, in order.
-    pub(super) fn run_together(&mut self, jobs: &[Job]) -> Vec<JobOutcome> {
+    /// Runs the jobs of a batch, handing each outcome to `done` as soon as
+    /// it is known (with the calls made since the previous hand-over):
+    /// what costs nothing first, then the bulk writes of known leases, then
+    /// the other urgent jobs side by side, then the OFFERs. When the
+    /// backend cannot be reached or does not answer in time, the jobs not
+    /// yet run fail at once with the same error rather than wait for it
+    /// one after another.
+    pub(super) fn run_together(&mut self, jobs: &[Job], done: &mut Done<'_>) {
+        let mut b = Batch {
+            out: vec![None; jobs.len()],
+            sent: vec![false; jobs.len()],
+            calls_sent: 0,
+        };
         if jobs.len() < 2 {
-            return jobs.iter().map(|j| self.run_job(j)).collect();
+            for (i, j) in jobs.iter().enumerate() {
+                b.out[i] = Some(self.run_job(j));
+            }
+            return self.hand_over(&mut b, done);
         }
-        let mut out: Vec<Option<JobOutcome>> = vec![None; jobs.len()];
         if !self.shared.fields_ready.load(Ordering::Relaxed) {
             // One check for the batch; then each job as usual.
             if let Err(e) = self.ensure_fields() {
-                for (o, j) in out.iter_mut().zip(jobs) {
+                for (o, j) in b.out.iter_mut().zip(jobs) {
                     if !matches!(j.kind, JobKind::Inform { .. }) {
                         *o = Some(Err(e.clone()));
                     }
@@ -49,7 +100,7 @@ impl NautobotSession {
             }
         }
         // REQUESTs for what an OFFER just wrote: nothing to write.
-        for (o, j) in out.iter_mut().zip(jobs) {
+        for (o, j) in b.out.iter_mut().zip(jobs) {
             if o.is_none() {
                 if let Some((known, id, lease_secs)) = renewal(j) {
                     if j.covered() {
@@ -58,25 +109,78 @@ impl NautobotSession {
                 }
             }
         }
+        self.hand_over(&mut b, done);
         let writes: Vec<usize> = (0..jobs.len())
-            .filter(|&i| out[i].is_none() && known_write(&jobs[i]).is_some())
+            .filter(|&i| b.open(i) && known_write(&jobs[i]).is_some())
             .collect();
         if writes.len() > 1 {
-            self.write_known_together(jobs, &writes, &mut out);
+            self.write_known_together(jobs, &writes, &mut b.out);
+            b.fail_fast();
+            self.hand_over(&mut b, done);
         }
+        let urgent: Vec<usize> = (0..jobs.len())
+            .filter(|&i| b.open(i) && jobs[i].kind != JobKind::Offer)
+            .collect();
+        self.side_by_side(jobs, &urgent, &mut b.out);
+        b.fail_fast();
+        self.hand_over(&mut b, done);
         let offers: Vec<usize> = (0..jobs.len())
-            .filter(|&i| out[i].is_none() && jobs[i].kind == JobKind::Offer)
+            .filter(|&i| b.open(i) && jobs[i].kind == JobKind::Offer)
             .collect();
         if offers.len() > 1 && self.shared.graphql.load(Ordering::Relaxed) {
-            self.offer_together(jobs, &offers, &mut out);
+            self.offer_together(jobs, &offers, &mut b.out);
+            b.fail_fast();
+            self.hand_over(&mut b, done);
         }
-        jobs.iter()
-            .zip(out)
-            .map(|(j, o)| match o {
-                Some(o) => o,
-                None => self.run_job(j),
-            })
-            .collect()
+        let rest: Vec<usize> = (0..jobs.len()).filter(|&i| b.open(i)).collect();
+        self.side_by_side(jobs, &rest, &mut b.out);
+        self.hand_over(&mut b, done);
+    }
+
+    /// Hands the outcomes decided so far to `done`, in order; the calls
+    /// made since the last hand-over go with the first of them.
+    fn hand_over(&self, b: &mut Batch, done: &mut Done<'_>) {
+        for i in 0..b.out.len() {
+            if b.sent[i] {
+                continue;
+            }
+            if let Some(o) = b.out[i].take() {
+                b.sent[i] = true;
+                let now = self.client.calls();
+                done(i, o, now - b.calls_sent);
+                b.calls_sent = now;
+            }
+        }
+    }
+
+    /// Jobs that share no call, each on its own connection, a few at a
+    /// time: one slow job does not hold up the others of the batch.
+    fn side_by_side(&mut self, jobs: &[Job], which: &[usize], out: &mut [Option<JobOutcome>]) {
+        if which.len() == 1 {
+            let i = which[0];
+            out[i] = Some(self.run_job(&jobs[i]));
+            return;
+        }
+        for chunk in which.chunks(SIDE_BY_SIDE) {
+            let results: Vec<(usize, JobOutcome, u32)> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let mut sub = self.sibling();
+                        let job = &jobs[i];
+                        s.spawn(move || {
+                            let o = sub.run_job(job);
+                            (i, o, sub.client.calls())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            for (i, o, calls) in results {
+                out[i] = Some(o);
+                self.client.add_calls(calls);
+            }
+        }
     }
 
     // ---- writes by record id ----

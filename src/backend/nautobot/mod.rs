@@ -280,14 +280,31 @@ impl Session for NautobotSession {
         (r, self.client.calls())
     }
 
-    fn run_batch(&mut self, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
+    fn run_batch(
+        &mut self,
+        jobs: &[Job],
+        done: &mut dyn FnMut(usize, Result<Outcome, BackendError>, u32),
+    ) {
         self.client.reset_calls();
-        let r = self.run_together(jobs);
-        (r, self.client.calls())
+        self.run_together(jobs, done);
     }
 }
 
 impl NautobotSession {
+    /// Another session of the same backend, on a connection of its own.
+    fn sibling(&self) -> NautobotSession {
+        let s = &self.shared;
+        NautobotSession {
+            shared: Arc::clone(s),
+            client: Client::new(
+                "nautobot",
+                &s.endpoint,
+                Scheme::Token.header(&s.token),
+                MAX_BODY,
+            ),
+        }
+    }
+
     fn run_job(&mut self, job: &Job) -> Result<Outcome, BackendError> {
         if !matches!(job.kind, JobKind::Inform { .. })
             && !self.shared.fields_ready.load(Ordering::Relaxed)

@@ -158,6 +158,11 @@ impl Client {
         self.calls = 0;
     }
 
+    /// Counts calls another client made for this one's work.
+    pub(crate) fn add_calls(&mut self, n: u32) {
+        self.calls += n;
+    }
+
     /// Sends `req` and returns the answer whatever its status. Every attempt
     /// counts as a call.
     pub(crate) fn send_any(&mut self, req: Request<'_>) -> Result<Reply, BackendError> {

@@ -8,7 +8,7 @@ use super::super::tests::{
 };
 use super::refused_items;
 use crate::backend::test_util::{ip, mac};
-use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Outcome};
+use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Outcome, Session};
 
 const BULK_DUP_400: &str =
     include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
@@ -167,7 +167,7 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
     fake.seen();
     let mut s = nb.session();
     let jobs = clients(5);
-    let (out, calls) = s.run_batch(&jobs);
+    let (out, calls) = batch(&mut *s, &jobs);
     let l = leases(out);
     // prefix, one read, one create.
     assert_eq!(calls, 3);
@@ -182,11 +182,11 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
     }
 
     // The REQUESTs that follow at once: the OFFER wrote the whole lease.
-    let (out, calls) = s.run_batch(&confirms(&l, 2));
+    let (out, calls) = batch(&mut *s, &confirms(&l, 2));
     assert_eq!(calls, 0);
     assert_eq!(leases(out).len(), 5);
     // Renewals half a lease later: one PATCH for all, by record id.
-    let (out, calls) = s.run_batch(&confirms(&l, 1800));
+    let (out, calls) = batch(&mut *s, &confirms(&l, 1800));
     assert_eq!(calls, 1);
     let acked = leases(out);
     assert_eq!(
@@ -215,7 +215,7 @@ fn a_refused_item_runs_alone_and_the_others_go_once_more() {
     nb.prepare().unwrap();
     fake.seen();
     let jobs = clients(4);
-    let (out, calls) = nb.session().run_batch(&jobs);
+    let (out, calls) = batch(&mut *nb.session(), &jobs);
     let l = leases(out);
     let posts = bulk_posts(&fake.seen());
     // The refused list, the three others once more; the fourth client
@@ -240,10 +240,10 @@ fn a_renewal_whose_record_is_gone_takes_the_full_path() {
     nb.prepare().unwrap();
     fake.seen();
     let mut s = nb.session();
-    let (out, _) = s.run_batch(&clients(3));
+    let (out, _) = batch(&mut *s, &clients(3));
     let mut l = leases(out);
     l[2].record = Some("gone-1".into());
-    let (out, calls) = s.run_batch(&confirms(&l, 1800));
+    let (out, calls) = batch(&mut *s, &confirms(&l, 1800));
     assert!(matches!(out[0], Ok(Outcome::Lease(_))) && matches!(out[1], Ok(Outcome::Lease(_))));
     // The third: its own PATCH (404), then the full path: a read that
     // shows the address free, and a create for the client.
@@ -275,4 +275,76 @@ fn bulk_refusals_name_their_items() {
     }
     assert_eq!(refused_items(400, b"[1, null]", 2), Some(vec![0, 1]));
     let _ = (ip(1), mac("02:00:00:00:00:01"));
+}
+
+/// Runs `jobs` as one batch: every outcome, in order, and the calls.
+fn batch(s: &mut dyn Session, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
+    let mut out: Vec<Option<Result<Outcome, BackendError>>> = vec![None; jobs.len()];
+    let mut calls = 0;
+    s.run_batch(jobs, &mut |i, o, c| {
+        assert!(out[i].is_none(), "job {i} answered twice");
+        out[i] = Some(o);
+        calls += c;
+    });
+    let out = out
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.unwrap_or_else(|| panic!("job {i} not answered")))
+        .collect();
+    (out, calls)
+}
+
+#[test]
+fn a_backend_that_cannot_be_reached_fails_the_whole_batch_at_once() {
+    let fake = Fake::new(bulk_server(None));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    let mut s = nb.session();
+    let (out, _) = batch(&mut *s, &clients(2));
+    let l = leases(out);
+    // The server goes away; a batch of renewals and new clients follows.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", port.local_addr().unwrap());
+    drop(port);
+    let gone = backend(&closed, true);
+    let mut s = gone.session();
+    let mut jobs = confirms(&l, 1800);
+    jobs.extend(clients(3).into_iter().map(|mut j| {
+        j.id += 10;
+        j
+    }));
+    let (out, calls) = batch(&mut *s, &jobs);
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, Err(BackendError::Connect(_)))),
+        "{out:?}"
+    );
+    // One refused bulk PATCH; nobody else tries the same.
+    assert!(calls <= 2, "{calls} calls");
+}
+
+#[test]
+fn a_timeout_fails_what_is_still_to_run_not_what_was_handed_over() {
+    let mut b = super::Batch {
+        out: vec![
+            None,
+            Some(Err(BackendError::Timeout)),
+            None,
+            Some(Ok(Outcome::Done)),
+        ],
+        sent: vec![true, false, false, false],
+        calls_sent: 0,
+    };
+    b.fail_fast();
+    assert_eq!(b.out[0], None, "handed over already");
+    assert_eq!(b.out[2], Some(Err(BackendError::Timeout)));
+    assert_eq!(b.out[3], Some(Ok(Outcome::Done)));
+    // Any other failure is the job's own.
+    let mut b = super::Batch {
+        out: vec![None, Some(Err(BackendError::BadAnswer("x".into())))],
+        sent: vec![false, false],
+        calls_sent: 0,
+    };
+    b.fail_fast();
+    assert_eq!(b.out[0], None);
 }
