@@ -200,10 +200,14 @@ impl RelaySide {
         match relay4::decide(&req, &ctx, &self.settings) {
             Step::Ignore(r) => {
                 bump(&mut self.stats.ignored, r.name());
-                // The client took another server's offer: ours goes back.
+                // The client took another server's offer: ours goes back,
+                // unless it is the same address (the other server found
+                // our record as the client's own, and confirms it now).
                 if r == Refusal::OtherServer && req.msg == MsgType::Request {
                     if let Some(u) = self.offered.declined(req.chaddr) {
-                        self.withdraw(u, now);
+                        if req.requested != Some(u.known.addr) {
+                            self.withdraw(u, now);
+                        }
                     }
                 }
                 debug!(

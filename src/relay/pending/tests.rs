@@ -457,7 +457,7 @@ fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
 
     // mac(1) takes another server's offer: ours goes back at once, by
     // the record the OFFER wrote.
-    let other = [(50, vec![192, 0, 2, 5]), (54, vec![192, 0, 2, 250])];
+    let other = [(50, vec![192, 0, 2, 77]), (54, vec![192, 0, 2, 250])];
     r.side
         .on_packet(packet(&r, request(3, mac(1), &other)), now);
     let w = withdrawal(&r).expect("a RELEASE of the offer");
@@ -484,6 +484,14 @@ fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
     assert!(answer(&r).is_none());
     r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
     assert!(r.offers.try_recv().is_ok(), "served again once withdrawn");
+
+    // mac(4) takes another server's offer of the very address ours wrote
+    // (that server read our record as the client's own): nothing to
+    // withdraw, now or when the hold runs out.
+    offered(&mut r, 4, now);
+    let same = [(50, vec![192, 0, 2, 8]), (54, vec![192, 0, 2, 250])];
+    r.side.on_packet(packet(&r, request(3, mac(4), &same)), now);
+    assert!(withdrawal(&r).is_none());
 
     // mac(2) takes ours: its REQUEST is a job, nothing is withdrawn.
     let ours = [(50, vec![192, 0, 2, 6]), (54, LOCAL.octets().to_vec())];
