@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use nfdhcpd::core::binding;
 use nfdhcpd::config::Config;
+use nfdhcpd::core::binding;
 use nfdhcpd::host::link::{FrameSender, Link};
 
 use crate::frames::{self, Proto, DHCP_QUEUE, RS_QUEUE, XID_OFFSET, XID_OFFSET_IN_PACKET};

@@ -5,11 +5,11 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
-use nfdhcpd::core::binding::Binding;
 use nfdhcpd::config::Config;
-use nfdhcpd::core::mac::MacAddr;
+use nfdhcpd::core::binding::Binding;
 use nfdhcpd::core::frame::{self, Udp4Addressing};
 use nfdhcpd::core::frame6::{self, finish_icmpv6_frame, Ipv6Addressing, ICMPV6_OFFSET};
+use nfdhcpd::core::mac::MacAddr;
 use nfdhcpd::core::{dhcp4, ndp};
 use nfdhcpd::host::answers::Answers;
 
