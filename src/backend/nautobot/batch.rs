@@ -216,7 +216,7 @@ impl NautobotSession {
             .collect();
         let r = match self
             .client
-            .send(Request::patch("/api/ipam/ip-addresses/", &body))
+            .send(Request::patch("/api/ipam/ip-addresses/", &body).bulk())
         {
             Ok(r) => r,
             Err(e) => {
@@ -398,7 +398,7 @@ impl NautobotSession {
             .collect();
         let answer = self
             .client
-            .send(Request::patch("/api/ipam/ip-addresses/", &body));
+            .send(Request::patch("/api/ipam/ip-addresses/", &body).bulk());
         let records: Vec<pool::Record> = match &answer {
             Ok(r) if r.status == 200 => r
                 .json::<Vec<Value>>()
@@ -447,10 +447,9 @@ impl NautobotSession {
         prefix: &PrefixInfo,
     ) -> Result<Option<ManySnapshot>, BackendError> {
         let query = graphql_many_query(macs, prefix);
-        let r = self.client.send(Request::post(
-            "/api/graphql/",
-            &serde_json::json!({ "query": query }),
-        ))?;
+        let r = self
+            .client
+            .send(Request::post("/api/graphql/", &serde_json::json!({ "query": query })).bulk())?;
         match parse_graphql_many(r.status, &r.body, macs.len()) {
             Ok(s) => Ok(Some(s)),
             Err(GqlError::Schema(msg)) => {
@@ -501,10 +500,11 @@ impl NautobotSession {
                     s.shared.claims.give_back(a, jobs[i].client.mac);
                 }
             };
-            let r = match self
-                .client
-                .send(Request::post("/api/ipam/ip-addresses/", &body).once())
-            {
+            let r = match self.client.send(
+                Request::post("/api/ipam/ip-addresses/", &body)
+                    .once()
+                    .bulk(),
+            ) {
                 Ok(r) => r,
                 Err(e) => {
                     give_back(self, &creates);

@@ -36,7 +36,12 @@ pub(crate) struct Request<'a> {
     if_match: Option<&'a str>,
     /// Whether it may go again when a kept-alive connection turns out closed.
     repeatable: bool,
+    /// Many clients' work in one call: a longer timeout.
+    bulk: bool,
 }
+
+/// How many times the timeout a bulk call may take.
+pub(crate) const BULK_TIMEOUTS: u32 = 3;
 
 impl<'a> Request<'a> {
     fn new(method: Method, path: &'a str, body: Option<Vec<u8>>) -> Self {
@@ -46,6 +51,7 @@ impl<'a> Request<'a> {
             body,
             if_match: None,
             repeatable: true,
+            bulk: false,
         }
     }
 
@@ -72,6 +78,13 @@ impl<'a> Request<'a> {
     /// could do something twice (a create).
     pub(crate) fn once(mut self) -> Self {
         self.repeatable = false;
+        self
+    }
+
+    /// The work of many clients in one call: it may take [`BULK_TIMEOUTS`]
+    /// times the timeout (a busy server does a list item by item).
+    pub(crate) fn bulk(mut self) -> Self {
+        self.bulk = true;
         self
     }
 }
@@ -117,6 +130,7 @@ pub(crate) struct Client {
     base: String,
     auth: String,
     agent: ureq::Agent,
+    timeout: std::time::Duration,
     max_body: u64,
     explain: Option<Explain>,
     observer: Option<Observer>,
@@ -132,6 +146,7 @@ impl Client {
             base: end.base.clone(),
             auth,
             agent: agent(end.timeout, end.tls.as_ref()),
+            timeout: end.timeout,
             max_body,
             explain: None,
             observer: None,
@@ -215,6 +230,12 @@ impl Client {
                 .header("Content-Type", "application/json");
                 if let Some(tag) = req.if_match {
                     r = r.header("If-Match", tag);
+                }
+                if req.bulk {
+                    r = r
+                        .config()
+                        .timeout_global(Some(self.timeout * BULK_TIMEOUTS))
+                        .build();
                 }
                 r.send(req.body.as_deref().unwrap_or(b"{}"))?
             }
