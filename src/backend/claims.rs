@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use crate::core::mac::MacAddr;
 
 /// How long a claim keeps other workers off an address: long enough to cover
-/// a read that started before the write landed.
-const CLAIM_TTL: Duration = Duration::from_secs(5);
+/// a read that started before the write landed, and a bulk create that
+/// takes its time (up to three timeouts) while other batches read.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
 /// Claims kept before the stale ones are swept.
 const SWEEP_AT: usize = 1024;
 
