@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{select_biased, Receiver, Sender};
 use log::warn;
 
-use super::{Backend, Job, JobResult};
+use super::{Backend, Job, JobKind, JobResult};
 use crate::daemon::event::Control;
 
 /// How a worker gathers jobs.
@@ -79,7 +79,13 @@ pub fn spawn(
                             id: jobs[n].id,
                             outcome,
                             calls,
-                            started: Some(now),
+                            // An offer's hold runs from when the OFFER can
+                            // go out; a lease from when the batch began
+                            // (what was written counts from there).
+                            started: Some(match jobs[n].kind {
+                                JobKind::Offer => SystemTime::now().max(now),
+                                _ => now,
+                            }),
                         };
                         // Results are never dropped: the state thread waits
                         // for them, each as soon as it is known.

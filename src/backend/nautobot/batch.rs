@@ -78,6 +78,7 @@ impl NautobotSession {
     /// yet run fail at once with the same error rather than wait for it
     /// one after another.
     pub(super) fn run_together(&mut self, jobs: &[Job], done: &mut Done<'_>) {
+        self.began = std::time::Instant::now();
         let mut b = Batch {
             out: vec![None; jobs.len()],
             sent: vec![false; jobs.len()],
@@ -135,6 +136,12 @@ impl NautobotSession {
         let rest: Vec<usize> = (0..jobs.len()).filter(|&i| b.open(i)).collect();
         self.side_by_side(jobs, &rest, &mut b.out);
         self.hand_over(&mut b, done);
+    }
+
+    /// The whole seconds the batch has run: an OFFER written late in a
+    /// batch holds its address from then, not from the batch's start.
+    fn elapsed(&self) -> Duration {
+        Duration::from_secs(self.began.elapsed().as_secs())
     }
 
     /// Hands the outcomes decided so far to `done`, in order; the calls
@@ -386,11 +393,13 @@ impl NautobotSession {
             return;
         }
         let lease_secs = self.shared.lease_secs;
+        let shift = self.elapsed();
+        let at = |j: &Job| j.now + shift;
         let body: Vec<Value> = takeovers
             .iter()
             .map(|(i, r)| {
                 let j = &jobs[*i];
-                let hold = offer_hold(j.now, lease_secs);
+                let hold = offer_hold(at(j), lease_secs);
                 let mut b = lease_patch(j.client.mac, hold, j.client.hostname.as_deref(), true);
                 b["id"] = Value::from(r.id.as_str());
                 b
@@ -433,7 +442,7 @@ impl NautobotSession {
                 lease_secs,
                 device.as_ref(),
             );
-            l.recorded_until = Some(offer_hold(j.now, lease_secs));
+            l.recorded_until = Some(offer_hold(at(j), lease_secs));
             out[i] = Some(Ok(Outcome::Lease(l)));
         }
     }
@@ -481,6 +490,8 @@ impl NautobotSession {
                 .position(|&j| j == i)
                 .and_then(|n| snap.devices.get(n).cloned().flatten())
         };
+        let shift = self.elapsed();
+        let at = |j: &Job| j.now + shift;
         for _ in 0..CREATE_ROUNDS {
             if creates.is_empty() {
                 return;
@@ -489,7 +500,7 @@ impl NautobotSession {
                 .iter()
                 .map(|&(i, a)| {
                     let j = &jobs[i];
-                    let hold = offer_hold(j.now, self.shared.lease_secs);
+                    let hold = offer_hold(at(j), self.shared.lease_secs);
                     let host = j.client.hostname.as_deref();
                     let fields = lease_fields(Some(j.client.mac), hold, host);
                     create_body(prefix, a, fields, dns_name(host))
@@ -543,7 +554,7 @@ impl NautobotSession {
                                 device_of(i).as_ref(),
                             );
                             l.recorded_until =
-                                Some(offer_hold(jobs[i].now, self.shared.lease_secs));
+                                Some(offer_hold(at(&jobs[i]), self.shared.lease_secs));
                             Ok(Outcome::Lease(l))
                         }
                         None => Err(BackendError::BadAnswer("created address has no id".into())),

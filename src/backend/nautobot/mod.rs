@@ -184,6 +184,7 @@ impl Nautobot {
                 Scheme::Token.header(&s.token),
                 MAX_BODY,
             ),
+            began: std::time::Instant::now(),
         }
     }
 }
@@ -271,6 +272,9 @@ enum Created {
 struct NautobotSession {
     shared: Arc<Shared>,
     client: Client,
+    /// When the running batch began: writes made later in it count their
+    /// expiries from their own time.
+    began: std::time::Instant,
 }
 
 impl Session for NautobotSession {
@@ -302,6 +306,7 @@ impl NautobotSession {
                 Scheme::Token.header(&s.token),
                 MAX_BODY,
             ),
+            began: self.began,
         }
     }
 
