@@ -175,17 +175,7 @@ impl Nautobot {
     }
 
     fn new_session(&self) -> NautobotSession {
-        let s = &self.shared;
-        NautobotSession {
-            shared: Arc::clone(s),
-            client: Client::new(
-                "nautobot",
-                &s.endpoint,
-                Scheme::Token.header(&s.token),
-                MAX_BODY,
-            ),
-            began: std::time::Instant::now(),
-        }
+        NautobotSession::open(&self.shared)
     }
 }
 
@@ -295,9 +285,8 @@ impl Session for NautobotSession {
 }
 
 impl NautobotSession {
-    /// Another session of the same backend, on a connection of its own.
-    fn sibling(&self) -> NautobotSession {
-        let s = &self.shared;
+    /// A session of the backend `s`, with a client of its own.
+    fn open(s: &Arc<Shared>) -> NautobotSession {
         NautobotSession {
             shared: Arc::clone(s),
             client: Client::new(
@@ -306,7 +295,16 @@ impl NautobotSession {
                 Scheme::Token.header(&s.token),
                 MAX_BODY,
             ),
+            began: std::time::Instant::now(),
+        }
+    }
+
+    /// Another session of the same backend, on a connection of its own,
+    /// within the same batch.
+    fn sibling(&self) -> NautobotSession {
+        NautobotSession {
             began: self.began,
+            ..NautobotSession::open(&self.shared)
         }
     }
 
