@@ -607,6 +607,25 @@ fn unknown_devices_need_allow_unknown_devices() {
     // The known device is served.
     let (l, _, _) = lease(run(&strict, &job(JobKind::Offer, STATIC_MAC, None, t)));
     assert_eq!(l.addr, ip(10));
+    // So it is when its DISCOVER comes with others': one read finds each
+    // client's device (or none).
+    let m2 = "02:00:5e:03:00:02";
+    let offers: Vec<Job> = [m, STATIC_MAC, m2]
+        .iter()
+        .enumerate()
+        .map(|(i, mac)| {
+            let mut j = job(JobKind::Offer, mac, None, t);
+            j.id = i as u64;
+            j
+        })
+        .collect();
+    let (out, _) = batch(&mut *strict.session(), &offers);
+    assert_eq!(out[0], Ok(Outcome::NoLease(NoLease::UnknownDevice)));
+    match &out[1] {
+        Ok(Outcome::Lease(l)) => assert_eq!(l.addr, ip(10)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out[2], Ok(Outcome::NoLease(NoLease::UnknownDevice)));
     // Unknown devices are allowed when configured so.
     let open = backend(true);
     let (l, _, _) = lease(run(&open, &job(JobKind::Offer, m, None, t)));

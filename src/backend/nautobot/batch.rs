@@ -459,7 +459,7 @@ impl NautobotSession {
         let r = self
             .client
             .send(Request::post("/api/graphql/", &serde_json::json!({ "query": query })).bulk())?;
-        match parse_graphql_many(r.status, &r.body, macs.len()) {
+        match parse_graphql_many(r.status, &r.body, macs) {
             Ok(s) => Ok(Some(s)),
             Err(GqlError::Schema(msg)) => {
                 log::warn!(

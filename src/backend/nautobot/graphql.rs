@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::api::{ApiDevice, IpAddress};
 use super::{Device, PrefixInfo, Snapshot, MAX_RECORDS};
 use crate::backend::pool::Record;
-use crate::backend::rest::{decode_json, items, lenient, snippet};
+use crate::backend::rest::{decode_json, items, lenient, parse_mac, snippet};
 use crate::backend::BackendError;
 use crate::core::mac::MacAddr;
 
@@ -167,19 +167,29 @@ pub(crate) fn parse_graphql(
     Ok(snap)
 }
 
-/// One query for the devices of several clients (`m0`, `m1`, ... in the
-/// order of `macs`) and every address of `prefix`.
+/// One query for the devices of several clients and every address of
+/// `prefix`. The devices come through their interfaces, with one list
+/// filter: Nautobot answers a list as fast as one MAC, while each
+/// `devices(mac_address:)` alias costs it a search of its own (about 0.1 s
+/// each, 3 s for 32 clients).
 pub(crate) fn graphql_many_query(macs: &[MacAddr], prefix: &PrefixInfo) -> String {
-    let mut q = String::from("{");
-    for (i, m) in macs.iter().enumerate() {
-        q.push_str(&format!(
-            " m{i}: devices(mac_address: {}) {{ name config_context _custom_field_data }}",
-            gql_str(&m.to_string())
-        ));
-    }
+    let list: Vec<String> = macs.iter().map(|m| gql_str(&m.to_string())).collect();
+    let mut q = format!(
+        "{{ interfaces(mac_address: [{}]) {{ mac_address device {{ name config_context _custom_field_data }} }}",
+        list.join(", ")
+    );
     q.push_str(&records_part(prefix));
     q.push_str(" }");
     q
+}
+
+/// An interface of [`graphql_many_query`]'s answer.
+#[derive(Debug, Deserialize)]
+struct DeviceInterface {
+    #[serde(default, deserialize_with = "lenient")]
+    mac_address: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    device: Option<ApiDevice>,
 }
 
 /// What [`graphql_many_query`] returns: each client's device (in the order
@@ -190,20 +200,33 @@ pub(crate) struct ManySnapshot {
     pub records: Vec<Record>,
 }
 
+/// The answer to [`graphql_many_query`] for `macs`. A MAC found on
+/// interfaces of several devices gets the first, as a single read does.
 pub(crate) fn parse_graphql_many(
     status: u16,
     body: &[u8],
-    clients: usize,
+    macs: &[MacAddr],
 ) -> Result<ManySnapshot, GqlError> {
     let mut data: Map<String, Value> = decode_data(status, body)?;
-    let mut snap = ManySnapshot::default();
-    for i in 0..clients {
-        let v = data
-            .remove(&format!("m{i}"))
-            .ok_or_else(|| missing("devices"))?;
-        let List(list) = List::<ApiDevice>::deserialize(v).map_err(|_| missing("devices"))?;
-        snap.devices
-            .push(list.into_iter().next().map(ApiDevice::into_device));
+    let v = data
+        .remove("interfaces")
+        .ok_or_else(|| missing("interfaces"))?;
+    let List(interfaces) =
+        List::<DeviceInterface>::deserialize(v).map_err(|_| missing("interfaces"))?;
+    let mut snap = ManySnapshot {
+        devices: vec![None; macs.len()],
+        records: Vec::new(),
+    };
+    for itf in interfaces {
+        let (Some(m), Some(d)) = (itf.mac_address.as_deref().and_then(parse_mac), itf.device)
+        else {
+            continue;
+        };
+        if let Some(n) = macs.iter().position(|&x| x == m) {
+            if snap.devices[n].is_none() {
+                snap.devices[n] = Some(d.into_device());
+            }
+        }
     }
     let v = data
         .remove("ip_addresses")

@@ -301,6 +301,65 @@ fn garbage_never_panics() {
 }
 
 #[test]
+fn many_read_finds_each_clients_device_by_its_interfaces() {
+    let p = PrefixInfo {
+        id: "p".into(),
+        network: "192.0.2.0/24".parse().unwrap(),
+        namespace: None,
+    };
+    let macs = [
+        mac("02:00:00:00:00:01"),
+        mac("02:00:00:00:00:02"),
+        mac("02:00:00:00:00:03"),
+    ];
+    let q = super::graphql::graphql_many_query(&macs, &p);
+    assert!(
+        q.contains(r#"interfaces(mac_address: ["02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"])"#),
+        "{q}"
+    );
+    assert_eq!(
+        q.matches("mac_address:").count(),
+        1,
+        "one filter for all: {q}"
+    );
+    // Nautobot writes MACs in upper case; a MAC on two devices gets the
+    // first; an interface of another MAC, or without a device, is skipped.
+    let answer = json!({"data": {
+        "interfaces": [
+            {"mac_address": "02:00:00:00:00:09", "device": {"name": "other"}},
+            {"mac_address": "02:00:00:00:00:03", "device": null},
+            {"mac_address": "02:00:00:00:00:02", "device": {"name": "bmc-2", "config_context": {"a": 1}, "_custom_field_data": "{\"redeploy\": true}"}},
+            {"mac_address": "02:00:00:00:00:02", "device": {"name": "second"}},
+            {"mac_address": "garbage", "device": {"name": "x"}},
+        ],
+        "ip_addresses": v(GQL)["data"]["ip_addresses"].clone(),
+    }});
+    let snap =
+        super::graphql::parse_graphql_many(200, answer.to_string().as_bytes(), &macs).unwrap();
+    assert_eq!(snap.devices.len(), 3);
+    assert!(snap.devices[0].is_none());
+    let d = snap.devices[1].as_ref().unwrap();
+    assert_eq!(d.name, "bmc-2");
+    assert_eq!(d.config_context, json!({"a": 1}));
+    assert_eq!(d.custom_fields, json!({"redeploy": true}));
+    assert!(snap.devices[2].is_none());
+    assert_eq!(
+        snap.records.len(),
+        parse_graphql(200, GQL.as_bytes(), true, true)
+            .unwrap()
+            .records
+            .len()
+    );
+    // A server whose schema has no such field says so.
+    let refused =
+        json!({"errors": [{"message": "Cannot query field \"interfaces\" on type \"Query\"."}]});
+    assert!(matches!(
+        super::graphql::parse_graphql_many(400, refused.to_string().as_bytes(), &macs),
+        Err(GqlError::Schema(_))
+    ));
+}
+
+#[test]
 fn query_and_bodies() {
     let p = PrefixInfo {
         id: "p".into(),

@@ -13,7 +13,7 @@ use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Out
 const BULK_DUP_400: &str =
     include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
 
-/// A server that takes lists: GraphQL with one `mN` alias per client, bulk
+/// A server that takes lists: GraphQL with a list of the clients' MACs, bulk
 /// create (the item numbered `refuse` of the first one is refused, its
 /// address then reads back as another client's) and bulk PATCH (ids
 /// starting with "gone" are left out of the answer, as Nautobot does).
@@ -33,12 +33,19 @@ fn bulk_server(refuse: Option<usize>) -> impl Fn(&Seen) -> (u16, String) + Send 
             let gql = v(GQL);
             let q = body["query"].as_str().unwrap_or("");
             let mut data = serde_json::Map::new();
-            let mut n = 0;
-            while q.contains(&format!(" m{n}: devices(")) {
-                data.insert(format!("m{n}"), gql["data"]["devices"].clone());
-                n += 1;
-            }
-            if q.contains("devices(mac_address") && n == 0 {
+            // Every client's MAC is on an interface of the fixture's device.
+            if let Some(list) = q
+                .split_once("interfaces(mac_address: [")
+                .and_then(|(_, rest)| rest.split_once(']'))
+                .map(|(list, _)| list)
+            {
+                let device = gql["data"]["devices"][0].clone();
+                let interfaces: Vec<Value> = list
+                    .split(", ")
+                    .map(|m| json!({"mac_address": m.trim_matches('"').to_uppercase(), "device": device}))
+                    .collect();
+                data.insert("interfaces".into(), Value::Array(interfaces));
+            } else if q.contains("devices(mac_address") {
                 data.insert("devices".into(), gql["data"]["devices"].clone());
             }
             let mut ips = gql["data"]["ip_addresses"].as_array().unwrap().clone();
