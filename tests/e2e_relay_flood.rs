@@ -1,7 +1,8 @@
 //! A starvation attack on a Nautobot pool: thousands of relayed DISCOVERs
 //! from made-up MACs. At most `[relay] max_offers` addresses are held for
-//! them, backend jobs stay capped, nothing is NAKed, and a client the daemon
-//! leased to before still gets its lease, rebooting or rediscovering.
+//! them at a time (the other DISCOVERs wait, within `max_pending_jobs`),
+//! nothing is NAKed, and a client the daemon leased to before still gets
+//! its lease, rebooting or rediscovering.
 
 mod common;
 
@@ -14,8 +15,9 @@ use common::*;
 
 const SERVER0: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const KNOWN: &str = "14:18:77:aa:bb:42";
-/// The daemon's default.
-const MAX_OFFERS: usize = 256;
+/// Below the pool's 249 addresses, so that the cap, not the pool, bounds
+/// what the flood holds.
+const MAX_OFFERS: usize = 32;
 const FLOOD: usize = 3000;
 
 fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
@@ -53,7 +55,11 @@ fn discover_flood_from_made_up_macs() {
     let Some(mut rl) = RelayLab::new(test, 1) else {
         return;
     };
-    rl.d(0).start(&RelayConfig::default(), &["-a"]);
+    let conf = RelayConfig {
+        max_offers: Some(MAX_OFFERS),
+        ..RelayConfig::default()
+    };
+    rl.d(0).start(&conf, &["-a"]);
     let known = rl.guest("tapk", KNOWN);
     let first = dhclient_ok(&known, None);
     let addr = first.expect_bound().ip().expect("an address");
@@ -94,14 +100,22 @@ fn discover_flood_from_made_up_macs() {
     let c1 = rl.d(0).counters();
     let capped = c1.get("offers_capped") - c0.get("offers_capped");
     let jobs = c1.get("jobs") - c0.get("jobs");
+    // Held: a made-up MAC's record whose lease has not run out (an offer
+    // withdrawn after its hold ends now, or a minute ago at most).
+    let now = unix_now();
     let held: Vec<_> = nb
         .api
         .dhcp_records()
         .into_iter()
         .filter(|r| {
-            r["custom_fields"]["pydhcp_mac"]
+            let f = &r["custom_fields"];
+            f["pydhcp_mac"]
                 .as_str()
                 .is_some_and(|m| m.to_lowercase().starts_with("02:fe:"))
+                && f["pydhcp_expire"]
+                    .as_str()
+                    .and_then(parse_utc)
+                    .is_some_and(|t| t > now + 60)
         })
         .collect();
     eprintln!(

@@ -312,10 +312,12 @@ pub struct Relay {
     pub lease_time: u32,
     pub nameservers: Vec<Ipv4Addr>,
     pub domain: Option<String>,
-    /// Backend jobs queued or running at most; requests beyond are dropped.
+    /// Backend jobs queued or running, and DISCOVERs waiting for an offer
+    /// place, at most; requests beyond are dropped.
     pub max_pending_jobs: usize,
-    /// Offers (addresses held for a client that has not asked for them yet)
-    /// outstanding at most per subnet; 0 = no limit.
+    /// Offers (jobs running, addresses held for a client that has not asked
+    /// for them yet) outstanding at most per subnet; new clients' DISCOVERs
+    /// beyond wait. 0 = no limit.
     pub max_offers: usize,
 }
 
@@ -331,7 +333,7 @@ impl Default for Relay {
             lease_time: 3600,
             nameservers: Vec::new(),
             domain: None,
-            max_pending_jobs: 512,
+            max_pending_jobs: 2048,
             max_offers: 256,
         }
     }

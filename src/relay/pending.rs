@@ -34,6 +34,9 @@ struct Pending {
     offer_origin: Option<Ipv4Addr>,
     /// The address that picks the client's subnet.
     origin: Ipv4Addr,
+    /// A DISCOVER waiting for one of its subnet's `max_offers` places: no
+    /// job yet.
+    waits: bool,
 }
 
 /// How much of the backend one flood can take.
@@ -42,7 +45,8 @@ pub struct RelayLimits {
     /// Jobs queued or running at most.
     pub max_pending_jobs: usize,
     /// Outstanding offers at most per subnet (keyed by the address that
-    /// picks it: giaddr or link selection); 0 = no limit.
+    /// picks it: giaddr or link selection); 0 = no limit. DISCOVERs beyond
+    /// it wait, within `max_pending_jobs`, for a place.
     pub max_offers: usize,
 }
 
@@ -112,7 +116,7 @@ pub struct RelayCounters {
     pub jobs: u64,
     /// Requests dropped because the job queue was full.
     pub jobs_refused: u64,
-    /// DISCOVERs dropped because their subnet had max_offers outstanding.
+    /// DISCOVERs that had to wait: their subnet had max_offers outstanding.
     pub offers_capped: u64,
     pub backend_calls: u64,
     /// Offers not taken whose record was released (the client asked
@@ -147,6 +151,9 @@ pub struct RelaySide {
     next_id: u64,
     limits: RelayLimits,
     outstanding: Outstanding,
+    /// New clients' jobs held back by `max_offers`, by subnet, oldest
+    /// first: they go on as offers end, so a burst loses no DISCOVER.
+    waiting: HashMap<Ipv4Addr, VecDeque<Job>>,
     pub stats: RelayCounters,
     warn: WarnLimiter,
     backend: &'static str,
@@ -175,6 +182,7 @@ impl RelaySide {
             next_id: 1,
             limits,
             outstanding: Outstanding::default(),
+            waiting: HashMap::new(),
             stats: RelayCounters::default(),
             warn: WarnLimiter::default(),
             backend,
@@ -204,6 +212,7 @@ impl RelaySide {
                 // unless it is the same address (the other server found
                 // our record as the client's own, and confirms it now).
                 if r == Refusal::OtherServer && req.msg == MsgType::Request {
+                    self.unwait(req.chaddr);
                     if let Some(u) = self.offered.declined(req.chaddr) {
                         if req.requested != Some(u.known.addr) {
                             self.withdraw(u, now);
@@ -243,32 +252,19 @@ impl RelaySide {
                 self.outstanding.expire(now);
                 self.outstanding.release(mac);
                 self.withdraw_expired(now);
+                self.admit_waiting(now);
                 if kind != JobKind::Offer {
                     self.offered.taken(mac);
+                }
+                if self.pending.len() >= self.limits.max_pending_jobs {
+                    self.refuse_job(mac);
+                    return;
                 }
                 let offer_origin = match kind {
                     // Clients this daemon leased to are never held back.
                     JobKind::Offer if !self.known.contains_key(&mac) => Some(client.origin),
                     _ => None,
                 };
-                if let Some(origin) = offer_origin {
-                    let max = self.limits.max_offers;
-                    if max > 0 && self.outstanding.count(origin) >= max {
-                        self.stats.offers_capped += 1;
-                        if let Some(n) = self.warn.allow("offers_capped", Instant::now()) {
-                            warn!(
-                                "relay: {max} offers outstanding for the subnet of {origin}; \
-                                 DISCOVER from {mac} dropped{}",
-                                suppressed(n)
-                            );
-                        }
-                        return;
-                    }
-                }
-                if self.pending.len() >= self.limits.max_pending_jobs {
-                    self.refuse_job(mac);
-                    return;
-                }
                 let known = self
                     .known
                     .get(&mac)
@@ -289,42 +285,122 @@ impl RelaySide {
                     known: known.cloned(),
                     now,
                 };
-                // A client this daemon leased to goes first even when it
-                // rediscovers: a flood of new ones never starves it.
-                let queue = match kind {
-                    JobKind::Offer if offer_origin.is_some() => &self.offers,
-                    _ => &self.urgent,
+                let p = Pending {
+                    req: req.into_owned(),
+                    ctx,
+                    kind,
+                    since: now,
+                    offer_origin,
+                    origin,
+                    waits: false,
                 };
-                match queue.try_send(job) {
-                    Ok(()) => {
-                        self.stats.jobs += 1;
-                        self.by_mac.insert(mac, id);
-                        if let Some(origin) = offer_origin {
-                            self.outstanding.add(origin);
-                        }
-                        self.pending.insert(
-                            id,
-                            Pending {
-                                req: req.into_owned(),
-                                ctx,
-                                kind,
-                                since: now,
-                                offer_origin,
-                                origin,
-                            },
-                        );
-                    }
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                        self.refuse_job(mac)
-                    }
+                match offer_origin {
+                    Some(o) if self.must_wait(o) => self.wait(job, p, o),
+                    _ => self.submit(job, p),
                 }
             }
         }
     }
 
-    /// Once a second: offers whose hold ran out unasked for are withdrawn.
+    /// Whether a new client's DISCOVER for subnet `origin` waits: the
+    /// subnet has `max_offers` outstanding, or others wait before it.
+    fn must_wait(&self, origin: Ipv4Addr) -> bool {
+        let max = self.limits.max_offers;
+        max > 0 && (self.waiting.contains_key(&origin) || self.outstanding.count(origin) >= max)
+    }
+
+    fn wait(&mut self, job: Job, mut p: Pending, origin: Ipv4Addr) {
+        self.stats.offers_capped += 1;
+        if let Some(n) = self.warn.allow("offers_capped", Instant::now()) {
+            warn!(
+                "relay: {} offers outstanding for the subnet of {origin}; DISCOVER from {} \
+                 waits for one of them{}",
+                self.limits.max_offers,
+                p.req.chaddr,
+                suppressed(n)
+            );
+        }
+        p.waits = true;
+        self.by_mac.insert(p.req.chaddr, job.id);
+        self.pending.insert(job.id, p);
+        self.waiting.entry(origin).or_default().push_back(job);
+    }
+
+    /// Queues the job for a worker: new clients' DISCOVERs behind the
+    /// others, everything else first.
+    fn submit(&mut self, job: Job, mut p: Pending) {
+        let (id, mac) = (job.id, p.req.chaddr);
+        let queue = match p.offer_origin {
+            Some(_) => &self.offers,
+            // A client this daemon leased to goes first even when it
+            // rediscovers: a flood of new ones never starves it.
+            None => &self.urgent,
+        };
+        match queue.try_send(job) {
+            Ok(()) => {
+                self.stats.jobs += 1;
+                self.by_mac.insert(mac, id);
+                if let Some(origin) = p.offer_origin {
+                    self.outstanding.add(origin);
+                }
+                p.waits = false;
+                self.pending.insert(id, p);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.by_mac.remove(&mac);
+                self.refuse_job(mac)
+            }
+        }
+    }
+
+    /// Waiting DISCOVERs go on, oldest first, while their subnet has room.
+    fn admit_waiting(&mut self, now: SystemTime) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        self.outstanding.expire(now);
+        let max = self.limits.max_offers;
+        let origins: Vec<Ipv4Addr> = self.waiting.keys().copied().collect();
+        for origin in origins {
+            while max == 0 || self.outstanding.count(origin) < max {
+                let Some(mut job) = self.waiting.get_mut(&origin).and_then(VecDeque::pop_front)
+                else {
+                    break;
+                };
+                // Gone meanwhile (the client took another server's offer).
+                let Some(mut p) = self.pending.remove(&job.id) else {
+                    continue;
+                };
+                // Its expiries count from now, not from when it came.
+                job.now = now;
+                p.since = now;
+                self.submit(job, p);
+            }
+            if self.waiting.get(&origin).is_some_and(VecDeque::is_empty) {
+                self.waiting.remove(&origin);
+            }
+        }
+    }
+
+    /// A waiting DISCOVER whose client went elsewhere is dropped.
+    fn unwait(&mut self, mac: MacAddr) {
+        if let Some(&id) = self.by_mac.get(&mac) {
+            if self.pending.get(&id).is_some_and(|p| p.waits) {
+                self.pending.remove(&id);
+                self.by_mac.remove(&mac);
+                for q in self.waiting.values_mut() {
+                    q.retain(|j| j.id != id);
+                }
+                self.waiting.retain(|_, q| !q.is_empty());
+            }
+        }
+    }
+
+    /// Once a second: offers whose hold ran out unasked for are withdrawn,
+    /// and the places they took go to waiting DISCOVERs.
     pub fn tick(&mut self, now: SystemTime) {
         self.withdraw_expired(now);
+        self.admit_waiting(now);
     }
 
     fn withdraw_expired(&mut self, now: SystemTime) {
@@ -476,6 +552,8 @@ impl RelaySide {
         if let Some(out) = relay4::answer(&p.req, &p.ctx, &self.settings, &p.kind, &r.outcome) {
             self.send(&p.req, out);
         }
+        // A place the job took may be free now.
+        self.admit_waiting(SystemTime::now());
     }
 
     fn send(&mut self, req: &Request, out: relay4::Out) {
@@ -532,7 +610,7 @@ impl RelaySide {
         );
         t.counter(
             "relay_offers_capped_total",
-            "DISCOVERs dropped because their subnet had max_offers outstanding.",
+            "DISCOVERs that waited because their subnet had max_offers outstanding.",
             s.offers_capped,
         );
         t.counter(
@@ -551,8 +629,13 @@ impl RelaySide {
             self.outstanding.per_origin.values().sum::<usize>() as u64,
         );
         t.gauge(
+            "relay_waiting_offers",
+            "DISCOVERs waiting for a place (max_offers), all subnets.",
+            self.waiting.values().map(VecDeque::len).sum::<usize>() as u64,
+        );
+        t.gauge(
             "relay_pending_jobs",
-            "Backend jobs running or queued.",
+            "Backend jobs running or queued, and DISCOVERs waiting.",
             self.pending.len() as u64,
         );
         t.gauge(
@@ -590,7 +673,7 @@ impl RelaySide {
     pub fn dump(&self) {
         let s = &self.stats;
         info!(
-            "relay: requests {} absorbed {} jobs {} jobs_refused {} offers_capped {} offers_withdrawn {} pending {} known_leases {} backend_calls {} send_errors {}",
+            "relay: requests {} absorbed {} jobs {} jobs_refused {} offers_capped {} offers_withdrawn {} pending {} waiting {} known_leases {} backend_calls {} send_errors {}",
             s.requests,
             s.absorbed,
             s.jobs,
@@ -598,6 +681,7 @@ impl RelaySide {
             s.offers_capped,
             s.offers_withdrawn,
             self.pending.len(),
+            self.waiting.values().map(VecDeque::len).sum::<usize>(),
             self.known.len(),
             s.backend_calls,
             s.send_errors

@@ -644,6 +644,8 @@ pub struct RelayConfig {
     pub workers: usize,
     /// `[nautobot] prefix_roles`: the seeded prefix's role by default.
     pub prefix_roles: Vec<String>,
+    /// `[relay] max_offers`; None: the daemon's default.
+    pub max_offers: Option<usize>,
 }
 
 impl Default for RelayConfig {
@@ -655,6 +657,7 @@ impl Default for RelayConfig {
             authoritative: false,
             workers: 4,
             prefix_roles: vec!["Server BMC".into()],
+            max_offers: None,
         }
     }
 }
@@ -809,7 +812,7 @@ impl RelayDaemon {
             "[general]\npidfile = {pid}\ndatapath = {data}\nlogdir = {logdir}\n\n\
              [dhcp]\nenable_dhcp = no\n\n[ipv6]\nenable_ipv6 = no\n\n\
              [relay]\nenable_relay = yes\nauthoritative = {auth}\nlease_time = {lt}\n\
-             nameservers = {ns}\n\n\
+             nameservers = {ns}\n{max_offers}\n\
              [nautobot]\nurl = {url}\nallow_unknown_devices = {unk}\nworkers = {w}\n\
              prefix_roles = {roles}\n",
             pid = self.dir.join(format!("nfdhcpd-d{i}.pid")).display(),
@@ -822,6 +825,10 @@ impl RelayDaemon {
             unk = yn(c.allow_unknown_devices),
             w = c.workers,
             roles = c.prefix_roles.join(", "),
+            max_offers = c
+                .max_offers
+                .map(|n| format!("max_offers = {n}\n"))
+                .unwrap_or_default(),
         );
         fs::write(&path, text).unwrap();
         path

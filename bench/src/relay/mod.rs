@@ -466,7 +466,7 @@ impl Step {
             println!(
                 "           clients sent {} datagrams, {} beyond a loss-free exchange; daemon: \
                  received {received} ({} lost on the way), absorbed {} (a copy while the \
-                 client's job ran), offers_capped {} (a DISCOVER dropped: max_offers \
+                 client's job ran), offers_capped {} (a DISCOVER that waited: max_offers \
                  outstanding), jobs {jobs} for {} client messages ({} extra)",
                 self.sent,
                 self.sent.saturating_sub(self.clean),
@@ -1109,9 +1109,9 @@ fn summary(s: Option<&RunFigures>, burst: &BurstFigures) {
         "(daemon: copies that came while the client's job ran)",
     );
     row(
-        "DISCOVERs dropped (max_offers)",
+        "DISCOVERs that waited (max_offers)",
         &|r| r.dora.d_opt("offers_capped").to_string(),
-        "(daemon: [relay] max_offers, 64 per subnet by default)",
+        "(daemon: [relay] max_offers, 256 per subnet by default)",
     );
     row(
         "jobs beyond one per message",

@@ -344,29 +344,35 @@ fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
     finish(&mut r, &job);
     while answer(&r).is_some() {}
 
-    // Made-up MACs: four offers run, the rest are dropped.
+    // Made-up MACs: four offers run, the other six wait.
     for n in 0..10u8 {
         r.side
             .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
     }
     assert_eq!(r.side.stats.offers_capped, 6);
+    let macs = |jobs: &[Job]| -> Vec<MacAddr> { jobs.iter().map(|j| j.client.mac).collect() };
     let jobs: Vec<Job> = r.offers.try_iter().collect();
-    assert_eq!(jobs.len(), 4);
+    assert_eq!(macs(&jobs), [mac(100), mac(101), mac(102), mac(103)]);
     for j in &jobs {
         finish(&mut r, j);
     }
-    // Held for clients that never ask: still counted.
-    r.side.on_packet(packet(&r, request(1, mac(120), &[])), now);
-    assert_eq!(r.side.stats.offers_capped, 7);
+    // Held for clients that have not asked yet: still counted.
+    assert!(r.offers.try_recv().is_err());
+    // A waiting client's retransmission is absorbed, not counted again.
+    let absorbed = r.side.stats.absorbed;
+    r.side.on_packet(packet(&r, request(1, mac(105), &[])), now);
+    assert_eq!(r.side.stats.absorbed, absorbed + 1);
+    assert_eq!(r.side.stats.offers_capped, 6);
 
     // The known client is not held back, neither renewing nor rediscovering:
     // its DISCOVER goes before the new clients' ones.
     r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
     let j = r.urgent.try_recv().unwrap();
     assert_eq!((j.client.mac, j.kind), (mac(1), JobKind::Offer));
-    assert_eq!(r.side.stats.offers_capped, 7);
+    assert_eq!(r.side.stats.offers_capped, 6);
 
-    // A client asking for its offer frees its place.
+    // A client asking for its offer frees its place: the oldest waiting
+    // DISCOVER takes it.
     let req = request(
         3,
         mac(100),
@@ -374,15 +380,63 @@ fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
     );
     r.side.on_packet(packet(&r, req), now);
     assert!(r.urgent.try_recv().is_ok());
+    let jobs: Vec<Job> = r.offers.try_iter().collect();
+    assert_eq!(macs(&jobs), [mac(104)]);
+    // A newcomer waits behind those that came before it.
     r.side.on_packet(packet(&r, request(1, mac(121), &[])), now);
     assert_eq!(r.side.stats.offers_capped, 7);
-    assert!(r.offers.try_recv().is_ok());
+    assert!(r.offers.try_recv().is_err());
 
-    // Holds run out: room again.
+    // A waiting client that took another server's offer waits no more.
+    let elsewhere = request(
+        3,
+        mac(106),
+        &[(50, vec![192, 0, 2, 99]), (54, vec![192, 0, 2, 250])],
+    );
+    r.side.on_packet(packet(&r, elsewhere), now);
+
+    // Holds run out: their places go to the waiting DISCOVERs, in order,
+    // as of then.
     let later = now + Duration::from_secs(OFFER_HOLD_SECS + 1);
-    r.side
-        .on_packet(packet(&r, request(1, mac(122), &[])), later);
+    r.side.tick(later);
+    let jobs: Vec<Job> = r.offers.try_iter().collect();
+    assert_eq!(macs(&jobs), [mac(105), mac(107), mac(108)]);
+    assert!(jobs.iter().all(|j| j.now == later));
+    // Offers that end without a lease free their places too.
+    for j in &jobs {
+        r.side.on_result(JobResult {
+            id: j.id,
+            outcome: Ok(Outcome::NoLease(NoLease::PoolExhausted)),
+            calls: 1,
+            started: None,
+        });
+    }
+    let jobs: Vec<Job> = r.offers.try_iter().collect();
+    assert_eq!(macs(&jobs), [mac(109), mac(121)]);
     assert_eq!(r.side.stats.offers_capped, 7);
+    assert_eq!(r.side.stats.jobs_refused, 0);
+}
+
+#[test]
+fn waiting_discovers_count_against_the_job_cap() {
+    let mut r = rig_with(
+        false,
+        RelayLimits {
+            max_pending_jobs: 4,
+            max_offers: 2,
+        },
+    );
+    let now = SystemTime::now();
+    for n in 0..6u8 {
+        r.side
+            .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+    }
+    assert_eq!(r.offers.try_iter().count(), 2);
+    assert_eq!(
+        (r.side.stats.offers_capped, r.side.stats.jobs_refused),
+        (2, 2)
+    );
+    assert_eq!(r.side.status().0, 4);
 }
 
 #[test]
