@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nfdhcpd::backend::nautobot::Nautobot;
 use nfdhcpd::backend::{
     Backend, BackendError, BootClient, Client, Job, JobKind, Known, Lease, LeaseKind, NoLease,
-    Outcome, Session, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
+    Outcome, DECLINE_HOLD_SECS, OFFER_HOLD_SECS,
 };
 use nfdhcpd::config::BackendConf;
 use nfdhcpd::core::mac::MacAddr;
@@ -619,7 +619,7 @@ fn unknown_devices_need_allow_unknown_devices() {
             j
         })
         .collect();
-    let (out, _) = batch(&mut *strict.session(), &offers);
+    let (out, _) = strict.session().run_all(&offers);
     assert_eq!(out[0], Ok(Outcome::NoLease(NoLease::UnknownDevice)));
     match &out[1] {
         Ok(Outcome::Lease(l)) => assert_eq!(l.addr, ip(10)),
@@ -919,7 +919,7 @@ fn a_batch_shares_its_calls() {
         })
         .collect();
     let started = Instant::now();
-    let (out, offer_calls) = batch(&mut *s, &offers);
+    let (out, offer_calls) = s.run_all(&offers);
     let offer_t = started.elapsed();
     let leases: Vec<Lease> = out
         .into_iter()
@@ -949,12 +949,12 @@ fn a_batch_shares_its_calls() {
             })
             .collect()
     };
-    let (out, calls) = batch(&mut *s, &requests(1, &leases));
+    let (out, calls) = s.run_all(&requests(1, &leases));
     assert_eq!(calls, 0, "the OFFERs wrote the whole lease");
     assert!(out.iter().all(|o| matches!(o, Ok(Outcome::Lease(_)))));
 
     let started = Instant::now();
-    let (out, renew_calls) = batch(&mut *s, &requests(1800, &leases));
+    let (out, renew_calls) = s.run_all(&requests(1800, &leases));
     let renew_t = started.elapsed();
     assert_eq!(renew_calls, 1, "one bulk PATCH");
     let renewed: Vec<Lease> = out
@@ -984,7 +984,7 @@ fn a_batch_shares_its_calls() {
             )
         })
         .collect();
-    let (out, release_calls) = batch(&mut *s, &releases);
+    let (out, release_calls) = s.run_all(&releases);
     assert_eq!(release_calls, 1, "one bulk PATCH");
     assert!(out.iter().all(|o| *o == Ok(Outcome::Done)), "{out:?}");
     let gone = utc_timestamp(t + Duration::from_secs(1900));
@@ -1001,21 +1001,4 @@ fn a_batch_shares_its_calls() {
     );
     stat.unchanged(&api);
     api.clean();
-}
-
-/// Runs `jobs` as one batch: every outcome, in order, and the calls.
-fn batch(s: &mut dyn Session, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
-    let mut out: Vec<Option<Result<Outcome, BackendError>>> = vec![None; jobs.len()];
-    let mut calls = 0;
-    s.run_batch(jobs, &mut |i, o, c| {
-        assert!(out[i].is_none(), "job {i} answered twice");
-        out[i] = Some(o);
-        calls += c;
-    });
-    let out = out
-        .into_iter()
-        .enumerate()
-        .map(|(i, o)| o.unwrap_or_else(|| panic!("job {i} not answered")))
-        .collect();
-    (out, calls)
 }

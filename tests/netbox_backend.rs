@@ -1115,3 +1115,111 @@ fn answers_as_netbox_4_6_gives_them() {
     let nb = Netbox::new(&conf(&d.url, true), "not-the-token".into(), LEASE).unwrap();
     assert_eq!(nb.prepare(), Err(BackendError::Auth(403)));
 }
+
+/// Renewals of leases the daemon handed out that reach a worker together
+/// share one bulk PATCH of their expiries. A record taken over meanwhile is
+/// then confirmed afresh on its own, and an OFFER of the same batch runs
+/// beside them.
+#[test]
+fn renewals_that_come_together_share_one_bulk_patch() {
+    for_versions(&["3.7", "4.6"], |d, v| {
+        let nb = backend(d, true);
+        nb.prepare().unwrap();
+        let mut s = nb.session();
+        let macs = [
+            "02:00:5e:04:00:01",
+            "02:00:5e:04:00:02",
+            "02:00:5e:04:00:03",
+        ];
+        let leases: Vec<Lease> = macs
+            .iter()
+            .map(|m| {
+                let (l, _) = lease_of(s.run(&offer(m)));
+                lease_of(s.run(&confirm(m, l.addr, known(&l)))).0
+            })
+            .collect();
+        let id = |l: &Lease| -> u64 { l.record.as_deref().unwrap().parse().unwrap() };
+        // The third address is taken over behind the daemon's back.
+        let other = "02:00:00:00:00:99";
+        d.control(
+            &format!("ip/{}", id(&leases[2])),
+            &json!({"custom_fields": {"pydhcp_mac": other}}),
+        );
+        let mut jobs: Vec<Job> = macs
+            .iter()
+            .zip(&leases)
+            .map(|(m, l)| confirm(m, l.addr, known(l)))
+            .collect();
+        jobs.push(offer("02:00:5e:04:00:04"));
+        for (n, j) in jobs.iter_mut().enumerate() {
+            j.id = n as u64;
+        }
+        d.seen();
+        let (out, calls) = s.run_all(&jobs);
+        let seen = d.seen();
+        let p = paths(&seen);
+        assert_eq!(
+            p.iter()
+                .filter(|p| *p == "PATCH /api/ipam/ip-addresses/")
+                .count(),
+            1,
+            "{v}: {p:?}"
+        );
+        let full = stamp(jobs[0].now + Duration::from_secs(u64::from(LEASE)));
+        for (l, o) in leases.iter().zip(&out).take(2) {
+            match o {
+                Ok(Outcome::Lease(r)) => assert_eq!(r.addr, l.addr, "{v}"),
+                other => panic!("{v}: {other:?}"),
+            }
+            assert_eq!(d.cf(id(l))["pydhcp_expire"], json!(full), "{v}");
+            // Renewed in the bulk call, not one by one.
+            assert!(!p.contains(&format!("PATCH /api/ipam/ip-addresses/{}/", id(l))));
+        }
+        assert_eq!(
+            out[2],
+            Ok(Outcome::NoLease(NoLease::NotYours)),
+            "{v}: the address went to another client"
+        );
+        assert_eq!(d.cf(id(&leases[2]))["pydhcp_mac"], json!(other));
+        match &out[3] {
+            Ok(Outcome::Lease(l)) => assert!(leases.iter().all(|k| k.addr != l.addr), "{v}"),
+            other => panic!("{v}: {other:?}"),
+        }
+        assert_eq!(calls as usize, seen.len(), "{v}: every call counted once");
+    });
+}
+
+/// A list Netbox refuses as a whole: each renewal runs alone, once more.
+#[test]
+fn a_refused_bulk_renewal_runs_each_alone() {
+    for_versions(&["4.6"], |d, v| {
+        let nb = backend(d, true);
+        nb.prepare().unwrap();
+        let mut s = nb.session();
+        let macs = ["02:00:5e:05:00:01", "02:00:5e:05:00:02"];
+        let jobs: Vec<Job> = macs
+            .iter()
+            .enumerate()
+            .map(|(n, m)| {
+                let (l, _) = lease_of(s.run(&offer(m)));
+                let (l, _) = lease_of(s.run(&confirm(m, l.addr, known(&l))));
+                let mut j = confirm(m, l.addr, known(&l));
+                j.id = n as u64;
+                j
+            })
+            .collect();
+        d.fault(
+            json!({"path": "/api/ipam/ip-addresses/", "method": "PATCH", "status": 400,
+                       "body": [{"custom_fields": ["refused"]}], "times": 1}),
+        );
+        d.seen();
+        let (out, calls) = s.run_all(&jobs);
+        assert!(
+            out.iter().all(|o| matches!(o, Ok(Outcome::Lease(_)))),
+            "{v}: {out:?}"
+        );
+        let p = paths(&d.seen());
+        assert_eq!(calls, 3, "{v}: {p:?}");
+        assert_eq!(p[0], "PATCH /api/ipam/ip-addresses/");
+    });
+}

@@ -14,6 +14,9 @@ real Netbox gives:
         &vminterface_id=&address=&id=&fields=&limit=&offset=
   GET   /api/ipam/ip-addresses/<id>/
   PATCH /api/ipam/ip-addresses/<id>/
+  PATCH /api/ipam/ip-addresses/ (bulk: a list of {"id", ...}; ids that
+        match nothing are skipped, one refused item fails the whole list
+        and changes nothing; the answer lists the updated objects)
   GET   /api/dcim/interfaces/?mac_address=&device_id=&lag_id=&id=
   GET   /api/virtualization/interfaces/?mac_address=&virtual_machine_id=&id=
   GET   /api/dcim/devices/<id>/
@@ -611,6 +614,8 @@ class Api:
             key = f"{app}/{model}"
             if method == "PATCH" and key == "ipam/ip-addresses" and oid is not None:
                 return self.patch_ip(r, oid, body, headers)
+            if method == "PATCH" and key == "ipam/ip-addresses":
+                return self.bulk_patch_ip(r, body)
             if method != "GET":
                 raise ApiError(405, {"detail": f'Method "{method}" not allowed.'})
             handler = {
@@ -782,6 +787,27 @@ class Api:
             items = [c for c in items if c["name"] in q["name"]]
         items.sort(key=lambda c: (c.get("weight", 100), c["name"]))
         return paginate(r, path, q, [r.custom_field(c) for c in items])
+
+    def bulk_patch_ip(self, r, body):
+        """Netbox's BulkUpdateModelMixin: no If-Match, all or nothing."""
+        if not isinstance(body, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("id"), int) for o in body):
+            raise ApiError(400, [{"id": ["This field is required."]}])
+        saved = copy.deepcopy(self.s.data)
+        done = []
+        try:
+            for item in body:
+                oid = item["id"]
+                if self.s.find("ip_addresses", oid) is None:
+                    continue
+                self.patch_ip(r, oid, {k: v for k, v in item.items() if k != "id"}, {})
+                done.append(oid)
+        except ApiError:
+            self.s.data = saved
+            raise
+        objs = [self.s.find("ip_addresses", oid) for oid in done]
+        objs.sort(key=lambda o: ipaddress.ip_interface(o["address"]))
+        return [r.ip(o) for o in objs], {}
 
     def patch_ip(self, r, oid, body, headers):
         obj = self.s.find("ip_addresses", oid)

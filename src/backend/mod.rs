@@ -17,6 +17,7 @@ pub mod nautobot;
 pub mod netbox;
 pub mod pool;
 pub(crate) mod rest;
+pub(crate) mod side_by_side;
 pub mod workers;
 
 /// How long an OFFER holds an address before it may go to someone else.
@@ -268,6 +269,25 @@ pub trait Session: Send {
             let (o, c) = self.run(j);
             done(i, o, c);
         }
+    }
+
+    /// [`Session::run_batch`] with every outcome collected, in the order of
+    /// `jobs`, and the API calls of the whole batch. A job the session left
+    /// unanswered gets a [`BackendError::BadAnswer`].
+    fn run_all(&mut self, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError>>, u32) {
+        let mut out: Vec<Option<Result<Outcome, BackendError>>> = vec![None; jobs.len()];
+        let mut calls = 0;
+        self.run_batch(jobs, &mut |i, o, c| {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(o);
+            }
+            calls += c;
+        });
+        let out = out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(BackendError::BadAnswer("job not answered".into()))))
+            .collect();
+        (out, calls)
     }
 }
 

@@ -47,19 +47,9 @@ const RELAY_KEYS: &[&str] = &[
     "max_offers",
 ];
 const LIMITS_KEYS: &[&str] = &["interface_rate", "mac_rate"];
+/// The keys of both backends (`prefix_roles` and `reserved` serve
+/// Nautobot only).
 const BACKEND_KEYS: &[&str] = &[
-    "url",
-    "token_file",
-    "prefix_roles",
-    "reserved",
-    "workers",
-    "timeout",
-    "ca_file",
-    "allow_unknown_devices",
-];
-
-/// Nautobot's keys: the common ones, and the batching of its jobs.
-const NAUTOBOT_KEYS: &[&str] = &[
     "url",
     "token_file",
     "prefix_roles",
@@ -79,7 +69,7 @@ pub const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("dhcp", DHCP_KEYS),
     ("ipv6", IPV6_KEYS),
     ("relay", RELAY_KEYS),
-    ("nautobot", NAUTOBOT_KEYS),
+    ("nautobot", BACKEND_KEYS),
     ("netbox", BACKEND_KEYS),
     ("limits", LIMITS_KEYS),
 ];

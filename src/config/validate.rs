@@ -516,21 +516,15 @@ impl Validator<'_> {
             prefix_roles,
             reserved: self.num(section, "reserved", d.reserved, 0, u32::MAX.into())?,
             workers: self.num(section, "workers", d.workers, 1, 64)?,
-            // Only Nautobot combines the jobs of a batch.
-            batch_window_ms: match section {
-                "nautobot" => self.num(section, "batch_window", d.batch_window_ms, 0, 1000)?,
-                _ => d.batch_window_ms,
-            },
-            renewal_window_ms: match section {
-                "nautobot" => {
-                    self.num(section, "renewal_window", d.renewal_window_ms, 0, 10_000)?
-                }
-                _ => d.renewal_window_ms,
-            },
-            batch_size: match section {
-                "nautobot" => self.num(section, "batch_size", d.batch_size, 1, 256)?,
-                _ => d.batch_size,
-            },
+            batch_window_ms: self.num(section, "batch_window", d.batch_window_ms, 0, 1000)?,
+            renewal_window_ms: self.num(
+                section,
+                "renewal_window",
+                d.renewal_window_ms,
+                0,
+                10_000,
+            )?,
+            batch_size: self.num(section, "batch_size", d.batch_size, 1, 256)?,
             timeout_secs: self.num(section, "timeout", d.timeout_secs, 1, 300)?,
             ca_file: self.opt_path(section, "ca_file")?,
             allow_unknown_devices: self.boolean(

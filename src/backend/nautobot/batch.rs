@@ -20,15 +20,12 @@ use super::leases::{
 use super::{api, create_body, NautobotSession, PrefixInfo};
 use crate::backend::pool::{self, Choice, Pool};
 use crate::backend::rest::Request;
+use crate::backend::side_by_side::run_side_by_side;
 use crate::backend::{BackendError, Job, JobKind, Known, LeaseKind, NoLease, Outcome};
 use crate::core::mac::MacAddr;
 
 type JobOutcome = Result<Outcome, BackendError>;
 type Done<'a> = dyn FnMut(usize, JobOutcome, u32) + 'a;
-
-/// Jobs of a batch that run side by side at most, each on a connection of
-/// its own.
-const SIDE_BY_SIDE: usize = 4;
 
 /// The outcomes of a batch so far.
 struct Batch {
@@ -168,25 +165,20 @@ impl NautobotSession {
             out[i] = Some(self.run_job(&jobs[i]));
             return;
         }
-        for chunk in which.chunks(SIDE_BY_SIDE) {
-            let results: Vec<(usize, JobOutcome, u32)> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let mut sub = self.sibling();
-                        let job = &jobs[i];
-                        s.spawn(move || {
-                            let o = sub.run_job(job);
-                            (i, o, sub.client.calls())
-                        })
-                    })
-                    .collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
-            for (i, o, calls) in results {
-                out[i] = Some(o);
-                self.client.add_calls(calls);
-            }
+        let mut results = Vec::new();
+        run_side_by_side(
+            jobs,
+            which,
+            || self.sibling(),
+            |sub, _, job| {
+                let o = sub.run_job(job);
+                (o, sub.client.calls())
+            },
+            &mut |i, o, calls| results.push((i, o, calls)),
+        );
+        for (i, o, calls) in results {
+            out[i] = Some(o);
+            self.client.add_calls(calls);
         }
     }
 

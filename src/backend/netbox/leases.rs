@@ -182,33 +182,14 @@ impl NetboxSession {
         known: &Known,
         lease_secs: u32,
     ) -> Result<Option<Outcome>, BackendError> {
-        let Some(id) = known.record.as_deref().and_then(|r| r.parse::<u64>().ok()) else {
+        let Some(id) = record_id(known) else {
             return Ok(None);
         };
-        let mac = job.client.mac;
         let expire = job.now + Duration::from_secs(u64::from(lease_secs));
-        match self.patch(id, &expire_body(expire), None)? {
-            Some(Ok(r)) if r.addr == known.addr && r.dhcp && r.mac == Some(mac) => {
-                let mut lease = known.lease.clone();
-                lease.addr = known.addr;
-                lease.kind = LeaseKind::Dynamic;
-                lease.record = Some(id.to_string());
-                lease.lease_secs = lease_secs;
-                Ok(Some(Outcome::Lease(lease)))
-            }
-            Some(Ok(r)) => {
-                log::warn!(
-                    "netbox: address {id} is now {} (dhcp: {}, mac: {:?}), not {}'s {}",
-                    r.addr,
-                    r.dhcp,
-                    r.mac,
-                    mac,
-                    known.addr
-                );
-                Ok(None)
-            }
-            _ => Ok(None),
-        }
+        Ok(match self.patch(id, &expire_body(expire), None)? {
+            Some(Ok(r)) => renewed(job, known, &r, lease_secs),
+            _ => None,
+        })
     }
 
     pub(super) fn confirm(
@@ -291,7 +272,7 @@ impl NetboxSession {
         job: &Job,
         known: &Known,
     ) -> Result<Outcome, BackendError> {
-        let Some(id) = known.record.as_deref().and_then(|r| r.parse::<u64>().ok()) else {
+        let Some(id) = record_id(known) else {
             return self.release(job, known.addr);
         };
         let mac = job.client.mac;
@@ -416,4 +397,38 @@ pub(crate) fn expire_body(at: SystemTime) -> Value {
 pub(crate) fn decline_body(now: SystemTime) -> Value {
     let until = now + Duration::from_secs(DECLINE_HOLD_SECS);
     json!({ "custom_fields": { "pydhcp_mac": null, "pydhcp_expire": netbox_time(until) } })
+}
+
+/// The record id of a lease the daemon handed out.
+pub(super) fn record_id(known: &Known) -> Option<u64> {
+    known.record.as_deref().and_then(|r| r.parse::<u64>().ok())
+}
+
+/// The lease a renewal's write `r` confirms, None when the record is no
+/// longer the client's (only after a lost race or an operator's edit).
+pub(super) fn renewed(
+    job: &Job,
+    known: &Known,
+    r: &DhcpRecord,
+    lease_secs: u32,
+) -> Option<Outcome> {
+    let mac = job.client.mac;
+    if r.addr == known.addr && r.dhcp && r.mac == Some(mac) {
+        let mut lease = known.lease.clone();
+        lease.addr = known.addr;
+        lease.kind = LeaseKind::Dynamic;
+        lease.record = Some(r.id.to_string());
+        lease.lease_secs = lease_secs;
+        return Some(Outcome::Lease(lease));
+    }
+    log::warn!(
+        "netbox: address {} is now {} (dhcp: {}, mac: {:?}), not {}'s {}",
+        r.id,
+        r.addr,
+        r.dhcp,
+        r.mac,
+        mac,
+        known.addr
+    );
+    None
 }

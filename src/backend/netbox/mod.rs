@@ -144,6 +144,7 @@ use crate::config::BackendConf;
 use crate::core::mac::MacAddr;
 
 pub(crate) mod api;
+mod batch;
 mod leases;
 pub(crate) mod rules;
 #[cfg(test)]
@@ -241,8 +242,15 @@ impl Netbox {
     }
 
     fn new_session(&self) -> NetboxSession {
-        let s = Arc::clone(&self.shared);
-        let seen = Arc::clone(&self.shared);
+        NetboxSession::open(&self.shared)
+    }
+}
+
+impl NetboxSession {
+    /// A session of the backend `shared`, with a client of its own.
+    fn open(shared: &Arc<Shared>) -> NetboxSession {
+        let s = Arc::clone(shared);
+        let seen = Arc::clone(shared);
         NetboxSession {
             client: Client::new("netbox", &s.endpoint, s.auth.clone(), MAX_BODY)
                 .explain_errors(api::explain)
@@ -283,6 +291,10 @@ impl Backend for Netbox {
 
     fn name(&self) -> &'static str {
         "netbox"
+    }
+
+    fn combines(&self) -> bool {
+        true
     }
 }
 
@@ -326,6 +338,15 @@ impl Session for NetboxSession {
         self.client.reset_calls();
         let r = self.run_job(job);
         (r, self.client.calls())
+    }
+
+    fn run_batch(
+        &mut self,
+        jobs: &[Job],
+        done: &mut dyn FnMut(usize, Result<Outcome, BackendError>, u32),
+    ) {
+        self.client.reset_calls();
+        self.run_together(jobs, done);
     }
 }
 
