@@ -49,7 +49,8 @@
 //! | Inform | P + I + D |
 //!
 //! A new device's DORA is thus 6 calls warm (5 on Netbox 4.6+), a static
-//! DORA 5, a renewal the daemon knows 1 (dynamic) or 2 (static). Every HTTP
+//! DORA 5, a renewal the daemon knows 1 (dynamic) or 2 (static). Known
+//! dynamic renewals that reach a worker together share 1 (`batch.rs`). Every HTTP
 //! request counts, retries included. A lost claim adds its calls and moves to
 //! the next address. Unknown devices (with `allow_unknown_devices`) cost the
 //! VM lookup instead of S and D, and the site's config contexts once a minute.
