@@ -1002,3 +1002,93 @@ fn a_batch_shares_its_calls() {
     stat.unchanged(&api);
     api.clean();
 }
+
+/// Offers not taken are given back, but a record another server has
+/// confirmed since for the same client (it took that server's offer of the
+/// very record, and this daemon missed its REQUEST) is left as it is:
+/// expiring it would free an address in use. In a batch: one read, one
+/// bulk PATCH; alone: a read and a PATCH.
+#[test]
+fn a_withdrawal_spares_a_record_another_server_confirmed() {
+    let Some((_guard, api)) = setup("a_withdrawal_spares_a_record_another_server_confirmed") else {
+        return;
+    };
+    let stat = StaticLease::snapshot(&api);
+    api.clean();
+    let nb = backend(true);
+    nb.prepare().unwrap();
+    let other = backend(true);
+    other.prepare().unwrap();
+    let mut s = nb.session();
+    let t = now();
+    let macs: Vec<String> = (1..=4).map(|i| format!("02:00:5e:06:00:{i:02x}")).collect();
+    let offers: Vec<Job> = macs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut j = job(JobKind::Offer, m, None, t);
+            j.id = i as u64;
+            j
+        })
+        .collect();
+    let (out, _) = s.run_all(&offers);
+    let leases: Vec<Lease> = out
+        .into_iter()
+        .map(|o| match o {
+            Ok(Outcome::Lease(l)) => {
+                assert!(l.recorded_until.is_some(), "the OFFER wrote the lease");
+                l
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // The other server confirms the records of the second and the fourth
+    // client: it writes their expiry from its own clock.
+    let confirmed_at = t + Duration::from_secs(5);
+    for n in [1, 3] {
+        let confirm = JobKind::Confirm {
+            addr: leases[n].addr,
+            lease_secs: LEASE,
+        };
+        let (l, _, _) = lease(run(&other, &job(confirm, &macs[n], None, confirmed_at)));
+        assert_eq!(l.addr, leases[n].addr);
+    }
+    let kept = utc_timestamp(confirmed_at + Duration::from_secs(u64::from(LEASE)));
+    let withdraw = |n: usize, at: SystemTime| {
+        let mut j = job(
+            JobKind::Withdraw {
+                addr: leases[n].addr,
+            },
+            &macs[n],
+            known(&leases[n]),
+            at,
+        );
+        j.id = n as u64;
+        j
+    };
+    let gone_at = t + Duration::from_secs(11);
+    let (out, calls) = s.run_all(&[withdraw(0, gone_at), withdraw(1, gone_at)]);
+    assert!(out.iter().all(|o| *o == Ok(Outcome::Done)), "{out:?}");
+    assert_eq!(calls, 2, "one read, one bulk PATCH");
+    let expire =
+        |n: usize| api.address(leases[n].addr).unwrap()["custom_fields"]["pydhcp_expire"].clone();
+    assert_eq!(expire(0), json!(utc_timestamp(gone_at)), "withdrawn");
+    assert_eq!(
+        expire(1),
+        json!(kept),
+        "confirmed by the other server: kept"
+    );
+    // Alone, the same.
+    let (out, calls) = s.run_all(&[withdraw(2, gone_at)]);
+    assert_eq!((out[0].clone(), calls), (Ok(Outcome::Done), 2));
+    assert_eq!(expire(2), json!(utc_timestamp(gone_at)));
+    let (out, calls) = s.run_all(&[withdraw(3, gone_at)]);
+    assert_eq!(
+        (out[0].clone(), calls),
+        (Ok(Outcome::Done), 1),
+        "a read only"
+    );
+    assert_eq!(expire(3), json!(kept));
+    stat.unchanged(&api);
+    api.clean();
+}

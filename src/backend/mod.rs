@@ -86,6 +86,10 @@ pub enum JobKind {
     Release { addr: Ipv4Addr },
     /// DECLINE of `addr`: keep it out of the pool for a while.
     Decline { addr: Ipv4Addr },
+    /// An OFFER of `addr` the client did not take (it asked another server,
+    /// or let the hold run out): expire the record the OFFER wrote, unless
+    /// it changed since (another server confirmed it for the client).
+    Withdraw { addr: Ipv4Addr },
     /// INFORM from `addr`: network parameters only.
     Inform { addr: Ipv4Addr },
 }

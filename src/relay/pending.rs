@@ -119,8 +119,8 @@ pub struct RelayCounters {
     /// DISCOVERs that had to wait: their subnet had max_offers outstanding.
     pub offers_capped: u64,
     pub backend_calls: u64,
-    /// Offers not taken whose record was released (the client asked
-    /// another server, or the hold ran out).
+    /// Offers not taken whose record was given back (the client asked
+    /// another server, or the hold ran out), unless it changed since.
     pub offers_withdrawn: u64,
     /// Withdrawals dropped because the job queue was full (the record
     /// then keeps its address until its lease runs out).
@@ -423,7 +423,7 @@ impl RelaySide {
         self.next_id += 1;
         let job = Job {
             id,
-            kind: JobKind::Release { addr: u.known.addr },
+            kind: JobKind::Withdraw { addr: u.known.addr },
             client: Client {
                 mac: u.mac,
                 hostname: None,
@@ -615,7 +615,7 @@ impl RelaySide {
         );
         t.counter(
             "relay_offers_withdrawn_total",
-            "Offers not taken whose record was released.",
+            "Offers not taken whose record was given back (unless changed since).",
             s.offers_withdrawn,
         );
         t.counter(

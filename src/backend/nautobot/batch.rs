@@ -8,14 +8,18 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::graphql::{graphql_many_query, parse_graphql_many, GqlError, ManySnapshot};
+use super::graphql::{
+    graphql_ids_query, graphql_many_query, parse_graphql_many, parse_graphql_records, GqlError,
+    ManySnapshot,
+};
 use super::leases::{
     decline_patch, dns_name, lease_fields, lease_patch, make_lease, offer_hold, release_patch,
+    untouched, withdrawal,
 };
 use super::{api, create_body, NautobotSession, PrefixInfo};
 use crate::backend::pool::{self, Choice, Pool};
@@ -116,6 +120,14 @@ impl NautobotSession {
             b.fail_fast();
             self.hand_over(&mut b, done);
         }
+        let withdrawals: Vec<usize> = (0..jobs.len())
+            .filter(|&i| b.open(i) && matches!(jobs[i].kind, JobKind::Withdraw { .. }))
+            .collect();
+        if withdrawals.len() > 1 && self.shared.graphql.load(Ordering::Relaxed) {
+            self.withdraw_together(jobs, &withdrawals, &mut b.out);
+            b.fail_fast();
+            self.hand_over(&mut b, done);
+        }
         let urgent: Vec<usize> = (0..jobs.len())
             .filter(|&i| b.open(i) && jobs[i].kind != JobKind::Offer)
             .collect();
@@ -179,6 +191,83 @@ impl NautobotSession {
         for (i, o, calls) in results {
             out[i] = Some(o);
             self.client.add_calls(calls);
+        }
+    }
+
+    /// Offers not taken, given back together: one read of their records,
+    /// one PATCH of those still as their OFFERs left them. A job whose
+    /// calls are refused is left to run alone.
+    fn withdraw_together(&mut self, jobs: &[Job], which: &[usize], out: &mut [Option<JobOutcome>]) {
+        let items: Vec<(usize, &str, SystemTime)> = which
+            .iter()
+            .filter_map(|&i| {
+                let JobKind::Withdraw { addr } = jobs[i].kind else {
+                    return None;
+                };
+                match withdrawal(&jobs[i], addr) {
+                    Some((id, wrote)) => Some((i, id, wrote)),
+                    None => {
+                        out[i] = Some(Ok(Outcome::Done));
+                        None
+                    }
+                }
+            })
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = items.iter().map(|&(_, id, _)| id).collect();
+        let query = graphql_ids_query(&ids);
+        let read = self
+            .client
+            .send(Request::post("/api/graphql/", &serde_json::json!({ "query": query })).bulk());
+        let records = match read.map(|r| parse_graphql_records(r.status, &r.body)) {
+            Ok(Ok(records)) => records,
+            Ok(Err(_)) => return,
+            Err(e) => {
+                for &(i, _, _) in &items {
+                    out[i] = Some(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let body: Vec<Value> = items
+            .iter()
+            .filter(|&&(i, id, wrote)| {
+                let untouched = records
+                    .iter()
+                    .any(|r| r.id == id && untouched(r, jobs[i].client.mac, wrote));
+                if !untouched {
+                    log::debug!(
+                        "nautobot: offer to {} not withdrawn: its record changed",
+                        jobs[i].client.mac
+                    );
+                }
+                untouched
+            })
+            .map(|&(i, id, _)| {
+                let mut b = release_patch(jobs[i].now);
+                b["id"] = Value::from(id);
+                b
+            })
+            .collect();
+        if !body.is_empty() {
+            match self
+                .client
+                .send(Request::patch("/api/ipam/ip-addresses/", &body).bulk())
+            {
+                Ok(r) if r.status == 200 => {}
+                Ok(_) => return,
+                Err(e) => {
+                    for &(i, _, _) in &items {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        for &(i, _, _) in &items {
+            out[i] = Some(Ok(Outcome::Done));
         }
     }
 

@@ -60,6 +60,15 @@ fn records_part(p: &PrefixInfo) -> String {
     )
 }
 
+/// One query for the address records with these ids.
+pub(crate) fn graphql_ids_query(ids: &[&str]) -> String {
+    let list: Vec<String> = ids.iter().map(|id| gql_str(id)).collect();
+    format!(
+        "{{ ip_addresses(id: [{}]) {{ id host type _custom_field_data interfaces {{ mac_address }} }} }}",
+        list.join(", ")
+    )
+}
+
 /// A list whose elements of another shape are left out.
 #[derive(Debug, Deserialize)]
 #[serde(bound = "T: DeserializeOwned")]
@@ -165,6 +174,13 @@ pub(crate) fn parse_graphql(
         snap.records = records(list);
     }
     Ok(snap)
+}
+
+/// The records [`graphql_ids_query`] asked for (those that still exist).
+pub(crate) fn parse_graphql_records(status: u16, body: &[u8]) -> Result<Vec<Record>, GqlError> {
+    let data: Data = decode_data(status, body)?;
+    let List(list) = data.ip_addresses.ok_or_else(|| missing("ip_addresses"))?;
+    Ok(records(list))
 }
 
 /// One query for the devices of several clients and every address of

@@ -303,6 +303,25 @@ impl NautobotSession {
         }
     }
 
+    /// An OFFER the client did not take gives its address back, unless its
+    /// record changed since the OFFER wrote it: then another server has
+    /// confirmed it for the client, who took that server's offer of it.
+    pub(super) fn withdraw(&mut self, job: &Job, addr: Ipv4Addr) -> Result<Outcome, BackendError> {
+        let Some((id, wrote)) = withdrawal(job, addr) else {
+            return Ok(Outcome::Done);
+        };
+        match self.get_record(id)? {
+            Some(r) if untouched(&r, job.client.mac, wrote) => {
+                self.patch(id, &release_patch(job.now))?;
+            }
+            _ => log::debug!(
+                "nautobot: offer of {addr} to {} not withdrawn: its record changed",
+                job.client.mac
+            ),
+        }
+        Ok(Outcome::Done)
+    }
+
     pub(super) fn decline(&mut self, job: &Job, addr: Ipv4Addr) -> Result<Outcome, BackendError> {
         let Some((prefix, pool)) = self.served(job)? else {
             return Ok(Outcome::NoLease(NoLease::NoPrefix));
@@ -457,4 +476,24 @@ pub(crate) fn boot_options(dev: &Device, client: BootClient) -> Option<Boot> {
         &dev.config_context,
         client,
     )
+}
+
+/// A withdrawal's record id and the expiry its OFFER wrote.
+pub(super) fn withdrawal(job: &Job, addr: Ipv4Addr) -> Option<(&str, SystemTime)> {
+    let k = job.known_about(addr)?;
+    match (k.kind, k.record.as_deref(), k.lease.recorded_until) {
+        (LeaseKind::Dynamic, Some(id), Some(wrote)) => Some((id, wrote)),
+        _ => None,
+    }
+}
+
+/// Whether `r` is still as the OFFER to `mac` left it: its expiry is the
+/// one written (to the second, as stored).
+pub(super) fn untouched(r: &pool::Record, mac: MacAddr, wrote: SystemTime) -> bool {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .ok()
+    };
+    r.dynamic && r.mac == Some(mac) && r.expire.and_then(secs) == secs(wrote)
 }

@@ -342,6 +342,7 @@ impl NautobotSession {
                     self.decline(job, *addr)
                 }
             }
+            JobKind::Withdraw { addr } => self.withdraw(job, *addr),
             JobKind::Inform { addr } => self.inform(job, *addr),
         }
     }

@@ -725,6 +725,9 @@ impl NetboxSession {
                 None => self.release(job, *addr),
             },
             JobKind::Decline { addr } => self.decline(job, *addr),
+            // Netbox's OFFER holds an address for its 10 s only: nothing
+            // lease-long to give back.
+            JobKind::Withdraw { .. } => Ok(Outcome::Done),
             JobKind::Inform { addr } => self.inform(job, *addr),
         }
     }

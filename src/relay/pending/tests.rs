@@ -497,7 +497,7 @@ fn offered(r: &mut Rig, n: u8, now: SystemTime) -> Job {
 
 fn withdrawal(r: &Rig) -> Option<Job> {
     let j = r.urgent.try_recv().ok()?;
-    assert!(matches!(j.kind, JobKind::Release { .. }), "{j:?}");
+    assert!(matches!(j.kind, JobKind::Withdraw { .. }), "{j:?}");
     Some(j)
 }
 
@@ -514,15 +514,20 @@ fn offers_not_taken_are_withdrawn_taken_ones_are_not() {
     let other = [(50, vec![192, 0, 2, 77]), (54, vec![192, 0, 2, 250])];
     r.side
         .on_packet(packet(&r, request(3, mac(1), &other)), now);
-    let w = withdrawal(&r).expect("a RELEASE of the offer");
+    let w = withdrawal(&r).expect("a withdrawal of the offer");
     assert_eq!(
         w.kind,
-        JobKind::Release {
+        JobKind::Withdraw {
             addr: Ipv4Addr::new(192, 0, 2, 5)
         }
     );
+    // With what the OFFER wrote, so that a record changed since is kept.
     let k = w.known.as_ref().unwrap();
     assert_eq!(k.record.as_deref(), Some("rec-192.0.2.5"));
+    assert_eq!(
+        k.lease.recorded_until,
+        Some(now + Duration::from_secs(3600 + OFFER_HOLD_SECS))
+    );
     assert_eq!(w.client.mac, mac(1));
     // Until it is done, the client's requests wait (they are absorbed):
     // a withdrawal must never land after a new lease.
