@@ -506,6 +506,9 @@ fn two_daemons_never_share_an_address() {
         a1.answer("DHCPOFFER") > 0 && b1.answer("DHCPOFFER") > 0,
         "both daemons must have answered\n{a1}\n{b1}"
     );
+    // An OFFER still being made when its client took the other daemon's
+    // goes back once it is made: let those withdrawals land.
+    wait_offers_withdrawn(&nb.api, Duration::from_secs(15));
     let acked = b.acked();
     let holds = check_records(&nb.api, &acked, 3600, (started, acked_at));
     eprintln!(

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, info, warn};
 
-use crate::backend::{Client, Job, JobKind, JobResult, Known, LeaseKind, Outcome, OFFER_HOLD_SECS};
+use crate::backend::{
+    BackendError, Client, Job, JobKind, JobResult, Known, LeaseKind, Outcome, OFFER_HOLD_SECS,
+};
 use crate::core::boot::BootClient;
 use crate::core::mac::MacAddr;
 use crate::core::relay4::{self, MsgType, RecvCtx, Request, Step};
@@ -37,6 +39,9 @@ struct Pending {
     /// A DISCOVER waiting for one of its subnet's `max_offers` places: no
     /// job yet.
     waits: bool,
+    /// The client asked another server (for this address) while its OFFER
+    /// was being made: what the OFFER wrote goes back as soon as it is made.
+    declined: Option<Option<Ipv4Addr>>,
 }
 
 /// How much of the backend one flood can take.
@@ -217,6 +222,13 @@ impl RelaySide {
                         if req.requested != Some(u.known.addr) {
                             self.withdraw(u, now);
                         }
+                    } else if let Some(p) = self
+                        .by_mac
+                        .get(&req.chaddr)
+                        .and_then(|id| self.pending.get_mut(id))
+                        .filter(|p| p.kind == JobKind::Offer)
+                    {
+                        p.declined = Some(req.requested);
                     }
                 }
                 debug!(
@@ -293,6 +305,7 @@ impl RelaySide {
                     offer_origin,
                     origin,
                     waits: false,
+                    declined: None,
                 };
                 match offer_origin {
                     Some(o) if self.must_wait(o) => self.wait(job, p, o),
@@ -463,6 +476,15 @@ impl RelaySide {
         };
         let mac = p.req.chaddr;
         self.by_mac.remove(&mac);
+        if let Some(requested) = p.declined {
+            self.offer_declined(mac, &p, requested, &r.outcome);
+            // Sent all the same, as a slow server's: the client ignores it.
+            if let Some(out) = relay4::answer(&p.req, &p.ctx, &self.settings, &p.kind, &r.outcome) {
+                self.send(&p.req, out);
+            }
+            self.admit_waiting(SystemTime::now());
+            return;
+        }
         // The backend's expiries run from when the worker began the job.
         let since = r.started.unwrap_or(p.since);
         if let Some(origin) = p.offer_origin {
@@ -554,6 +576,47 @@ impl RelaySide {
         }
         // A place the job took may be free now.
         self.admit_waiting(SystemTime::now());
+    }
+
+    /// The OFFER job of a client that meanwhile took another server's
+    /// offer ended: nothing is held for it, and a record it wrote for the
+    /// whole lease goes back unless the client asked the other server for
+    /// that very address.
+    fn offer_declined(
+        &mut self,
+        mac: MacAddr,
+        p: &Pending,
+        requested: Option<Ipv4Addr>,
+        outcome: &Result<Outcome, BackendError>,
+    ) {
+        if let Some(origin) = p.offer_origin {
+            self.outstanding.sub(origin);
+        }
+        self.backend_ok = Some(outcome.is_ok());
+        match outcome {
+            Err(e) => bump(&mut self.stats.backend_errors, e.name()),
+            Ok(Outcome::Lease(l))
+                if l.kind == LeaseKind::Dynamic
+                    && l.record.is_some()
+                    && l.recorded_until.is_some()
+                    && requested != Some(l.addr) =>
+            {
+                let known = Known {
+                    addr: l.addr,
+                    kind: l.kind,
+                    record: l.record.clone(),
+                    lease: l.clone(),
+                };
+                let u = Unclaimed {
+                    mac,
+                    known,
+                    origin: p.origin,
+                };
+                self.withdraw(u, SystemTime::now());
+            }
+            Ok(_) => {}
+        }
+        debug!("relay: {mac} took another server's offer before ours was made");
     }
 
     fn send(&mut self, req: &Request, out: relay4::Out) {

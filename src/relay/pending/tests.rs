@@ -582,3 +582,48 @@ fn an_offer_without_a_lease_long_write_is_not_tracked() {
     assert!(r.urgent.try_recv().is_err());
     assert_eq!(r.side.stats.offers_withdrawn, 0);
 }
+
+#[test]
+fn an_offer_made_after_the_client_took_another_goes_back_at_once() {
+    let mut r = rig(false);
+    let now = SystemTime::now();
+    let finish_offer = |r: &mut Rig, job: &Job| {
+        let mut outcome = serve(r, job);
+        if let Outcome::Lease(l) = &mut outcome {
+            l.recorded_until = Some(now + Duration::from_secs(3600 + OFFER_HOLD_SECS));
+        }
+        r.side.on_result(JobResult {
+            id: job.id,
+            outcome: Ok(outcome),
+            calls: 2,
+            started: Some(now),
+        });
+    };
+    // While the OFFER job runs, the client asks another server for
+    // another address.
+    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    let other = [(50, vec![192, 0, 2, 77]), (54, vec![192, 0, 2, 250])];
+    r.side
+        .on_packet(packet(&r, request(3, mac(1), &other)), now);
+    finish_offer(&mut r, &job);
+    answer(&r).expect("the OFFER, late");
+    let w = withdrawal(&r).expect("what the OFFER wrote goes back at once");
+    assert_eq!(
+        w.kind,
+        JobKind::Withdraw {
+            addr: Ipv4Addr::new(192, 0, 2, 5)
+        }
+    );
+
+    // Asked the other server for the very address ours would be (it found
+    // the same record): kept.
+    r.side.on_packet(packet(&r, request(1, mac(2), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    let same = [(50, vec![192, 0, 2, 6]), (54, vec![192, 0, 2, 250])];
+    r.side.on_packet(packet(&r, request(3, mac(2), &same)), now);
+    finish_offer(&mut r, &job);
+    answer(&r).expect("the OFFER, late");
+    assert!(withdrawal(&r).is_none());
+    assert_eq!(r.side.status().0, 0, "nothing left pending");
+}
