@@ -91,7 +91,8 @@ fuzz_target!(|data: &[u8]| {
             JobKind::Confirm { addr, .. }
             | JobKind::Inform { addr }
             | JobKind::Release { addr }
-            | JobKind::Decline { addr } => addr,
+            | JobKind::Decline { addr }
+            | JobKind::Withdraw { addr } => addr,
             JobKind::Offer => client.origin,
         }
     } else {
