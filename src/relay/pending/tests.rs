@@ -417,44 +417,32 @@ fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
     assert_eq!(r.side.stats.jobs_refused, 0);
 }
 
+/// Six new clients, four places for jobs: with `max_offers` 2, two run,
+/// two wait (and count), two are refused.
 #[test]
-fn waiting_discovers_count_against_the_job_cap() {
-    let mut r = rig_with(
-        false,
-        RelayLimits {
-            max_pending_jobs: 4,
-            max_offers: 2,
-        },
-    );
-    let now = SystemTime::now();
-    for n in 0..6u8 {
-        r.side
-            .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+fn pending_jobs_are_capped_waiting_discovers_included() {
+    for (max_offers, jobs, waiting) in [(0, 4, 0), (2, 2, 2)] {
+        let mut r = rig_with(
+            false,
+            RelayLimits {
+                max_pending_jobs: 4,
+                max_offers,
+            },
+        );
+        let now = SystemTime::now();
+        for n in 0..6u8 {
+            r.side
+                .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+        }
+        let s = &r.side.stats;
+        assert_eq!(
+            (s.jobs, s.offers_capped, s.jobs_refused),
+            (jobs, waiting, 2),
+            "max_offers {max_offers}"
+        );
+        assert_eq!(r.offers.try_iter().count() as u64, jobs);
+        assert_eq!(r.side.status().0, 4);
     }
-    assert_eq!(r.offers.try_iter().count(), 2);
-    assert_eq!(
-        (r.side.stats.offers_capped, r.side.stats.jobs_refused),
-        (2, 2)
-    );
-    assert_eq!(r.side.status().0, 4);
-}
-
-#[test]
-fn pending_jobs_are_capped() {
-    let mut r = rig_with(
-        false,
-        RelayLimits {
-            max_pending_jobs: 3,
-            max_offers: 0,
-        },
-    );
-    let now = SystemTime::now();
-    for n in 0..5u8 {
-        r.side
-            .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
-    }
-    assert_eq!(r.side.stats.jobs, 3);
-    assert_eq!(r.side.stats.jobs_refused, 2);
 }
 
 #[test]
@@ -481,7 +469,14 @@ fn a_hold_runs_from_when_the_worker_began_the_job() {
 fn offered(r: &mut Rig, n: u8, now: SystemTime) -> Job {
     r.side.on_packet(packet(r, request(1, mac(n), &[])), now);
     let job = r.offers.try_recv().unwrap();
-    let mut outcome = serve(r, &job);
+    finish_lease_long(r, &job, now);
+    answer(r).expect("an OFFER");
+    job
+}
+
+/// Serves the OFFER `job` as a backend that writes the whole lease.
+fn finish_lease_long(r: &mut Rig, job: &Job, now: SystemTime) {
+    let mut outcome = serve(r, job);
     if let Outcome::Lease(l) = &mut outcome {
         l.recorded_until = Some(now + Duration::from_secs(3600 + OFFER_HOLD_SECS));
     }
@@ -491,8 +486,6 @@ fn offered(r: &mut Rig, n: u8, now: SystemTime) -> Job {
         calls: 2,
         started: Some(now),
     });
-    answer(r).expect("an OFFER");
-    job
 }
 
 fn withdrawal(r: &Rig) -> Option<Job> {
@@ -587,18 +580,6 @@ fn an_offer_without_a_lease_long_write_is_not_tracked() {
 fn an_offer_made_after_the_client_took_another_goes_back_at_once() {
     let mut r = rig(false);
     let now = SystemTime::now();
-    let finish_offer = |r: &mut Rig, job: &Job| {
-        let mut outcome = serve(r, job);
-        if let Outcome::Lease(l) = &mut outcome {
-            l.recorded_until = Some(now + Duration::from_secs(3600 + OFFER_HOLD_SECS));
-        }
-        r.side.on_result(JobResult {
-            id: job.id,
-            outcome: Ok(outcome),
-            calls: 2,
-            started: Some(now),
-        });
-    };
     // While the OFFER job runs, the client asks another server for
     // another address.
     r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
@@ -606,7 +587,7 @@ fn an_offer_made_after_the_client_took_another_goes_back_at_once() {
     let other = [(50, vec![192, 0, 2, 77]), (54, vec![192, 0, 2, 250])];
     r.side
         .on_packet(packet(&r, request(3, mac(1), &other)), now);
-    finish_offer(&mut r, &job);
+    finish_lease_long(&mut r, &job, now);
     answer(&r).expect("the OFFER, late");
     let w = withdrawal(&r).expect("what the OFFER wrote goes back at once");
     assert_eq!(
@@ -622,7 +603,7 @@ fn an_offer_made_after_the_client_took_another_goes_back_at_once() {
     let job = r.offers.try_recv().unwrap();
     let same = [(50, vec![192, 0, 2, 6]), (54, vec![192, 0, 2, 250])];
     r.side.on_packet(packet(&r, request(3, mac(2), &same)), now);
-    finish_offer(&mut r, &job);
+    finish_lease_long(&mut r, &job, now);
     answer(&r).expect("the OFFER, late");
     assert!(withdrawal(&r).is_none());
     assert_eq!(r.side.status().0, 0, "nothing left pending");
