@@ -67,13 +67,8 @@ impl Offered {
         out
     }
 
-    /// The client asked this server again: its offer is taken (or replaced
-    /// by what it asks for now).
-    pub fn taken(&mut self, mac: MacAddr) {
-        self.map.remove(&mac);
-    }
-
-    /// The client asked another server: its offer here is to withdraw.
+    /// The client asked a server for something: its offer here is no
+    /// longer tracked, and is to withdraw unless it is what it asked for.
     pub fn declined(&mut self, mac: MacAddr) -> Option<Unclaimed> {
         let (known, origin, _) = self.map.remove(&mac)?;
         Some(Unclaimed { mac, known, origin })
@@ -146,16 +141,16 @@ mod tests {
     const GI: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
     #[test]
-    fn taken_declined_and_run_out() {
+    fn declined_and_run_out() {
         let mut o = Offered::default();
         assert_eq!(o.add(mac(1), known(10), GI, at(10)), None);
         assert_eq!(o.add(mac(2), known(11), GI, at(11)), None);
         assert_eq!(o.add(mac(3), known(12), GI, at(12)), None);
-        o.taken(mac(1));
+        assert!(o.declined(mac(1)).is_some());
         let d = o.declined(mac(2)).unwrap();
         assert_eq!((d.mac, d.known.addr), (mac(2), known(11).addr));
         assert_eq!(o.declined(mac(2)), None, "only once");
-        assert!(o.expired(at(11)).is_empty(), "taken and declined are gone");
+        assert!(o.expired(at(11)).is_empty(), "declined ones are gone");
         let e = o.expired(at(12));
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].known.record.as_deref(), Some("rec-12"));

@@ -265,8 +265,23 @@ impl RelaySide {
                 self.outstanding.release(mac);
                 self.withdraw_expired(now);
                 self.admit_waiting(now);
-                if kind != JobKind::Offer {
-                    self.offered.taken(mac);
+                // The client asks this server for something: an offer of
+                // another address (a newer one, made for a retransmitted
+                // DISCOVER) will not be taken and goes back.
+                let asks_for = match kind {
+                    JobKind::Offer => None,
+                    JobKind::Confirm { addr, .. }
+                    | JobKind::Release { addr }
+                    | JobKind::Decline { addr }
+                    | JobKind::Inform { addr }
+                    | JobKind::Withdraw { addr } => Some(addr),
+                };
+                if let Some(addr) = asks_for {
+                    if let Some(u) = self.offered.declined(mac) {
+                        if u.known.addr != addr {
+                            self.withdraw(u, now);
+                        }
+                    }
                 }
                 if self.pending.len() >= self.limits.max_pending_jobs {
                     self.refuse_job(mac);

@@ -608,3 +608,51 @@ fn an_offer_made_after_the_client_took_another_goes_back_at_once() {
     assert!(withdrawal(&r).is_none());
     assert_eq!(r.side.status().0, 0, "nothing left pending");
 }
+
+/// A DISCOVER retransmitted after our OFFER got a newer offer of another
+/// record; the client then asks for the first: the newer one goes back.
+#[test]
+fn an_offer_the_client_asks_past_goes_back() {
+    let mut r = rig(false);
+    let now = SystemTime::now();
+    offered(&mut r, 1, now);
+    let first = Ipv4Addr::new(192, 0, 2, 5);
+    // The newer offer, of another record.
+    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+    let job = r.urgent.try_recv().unwrap();
+    r.records.clear();
+    r.records.push(pool::Record {
+        id: "rec-192.0.2.5".into(),
+        addr: first,
+        dynamic: true,
+        mac: Some(mac(9)),
+        expire: Some(now + Duration::from_secs(3600)),
+        interface_macs: vec![],
+    });
+    finish_lease_long(&mut r, &job, now);
+    answer(&r).expect("the newer OFFER");
+    let replaced = withdrawal(&r).expect("the first offer, replaced");
+    r.side.on_result(JobResult {
+        id: replaced.id,
+        outcome: Ok(Outcome::Done),
+        calls: 2,
+        started: None,
+    });
+    // The client asks this server for the first address.
+    let req = request(
+        3,
+        mac(1),
+        &[(50, first.octets().to_vec()), (54, LOCAL.octets().to_vec())],
+    );
+    r.side.on_packet(packet(&r, req), now);
+    let w = withdrawal(&r).expect("the newer offer goes back");
+    assert_ne!(w.kind, JobKind::Withdraw { addr: first });
+    let confirm = r.urgent.try_recv().expect("the REQUEST's job");
+    assert_eq!(
+        confirm.kind,
+        JobKind::Confirm {
+            addr: first,
+            lease_secs: 3600
+        }
+    );
+}
