@@ -269,6 +269,18 @@ fn job(kind: JobKind, m: &str, known: Option<Known>, at: SystemTime) -> Job {
     }
 }
 
+/// One OFFER job per MAC, numbered in order, all made at `t`.
+fn offers_of<M: AsRef<str>>(macs: &[M], t: SystemTime) -> Vec<Job> {
+    macs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut j = job(JobKind::Offer, m.as_ref(), None, t);
+            j.id = i as u64;
+            j
+        })
+        .collect()
+}
+
 fn known(l: &Lease) -> Option<Known> {
     Some(Known {
         addr: l.addr,
@@ -610,15 +622,7 @@ fn unknown_devices_need_allow_unknown_devices() {
     // So it is when its DISCOVER comes with others': one read finds each
     // client's device (or none).
     let m2 = "02:00:5e:03:00:02";
-    let offers: Vec<Job> = [m, STATIC_MAC, m2]
-        .iter()
-        .enumerate()
-        .map(|(i, mac)| {
-            let mut j = job(JobKind::Offer, mac, None, t);
-            j.id = i as u64;
-            j
-        })
-        .collect();
+    let offers = offers_of(&[m, STATIC_MAC, m2], t);
     let (out, _) = strict.session().run_all(&offers);
     assert_eq!(out[0], Ok(Outcome::NoLease(NoLease::UnknownDevice)));
     match &out[1] {
@@ -909,15 +913,7 @@ fn a_batch_shares_its_calls() {
     const N: usize = 30;
     let t = now();
     let macs: Vec<String> = (0..N).map(|i| format!("02:00:5e:03:00:{i:02x}")).collect();
-    let offers: Vec<Job> = macs
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut j = job(JobKind::Offer, m, None, t);
-            j.id = i as u64;
-            j
-        })
-        .collect();
+    let offers = offers_of(&macs, t);
     let started = Instant::now();
     let (out, offer_calls) = s.run_all(&offers);
     let offer_t = started.elapsed();
@@ -1022,15 +1018,7 @@ fn a_withdrawal_spares_a_record_another_server_confirmed() {
     let mut s = nb.session();
     let t = now();
     let macs: Vec<String> = (1..=4).map(|i| format!("02:00:5e:06:00:{i:02x}")).collect();
-    let offers: Vec<Job> = macs
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut j = job(JobKind::Offer, m, None, t);
-            j.id = i as u64;
-            j
-        })
-        .collect();
+    let offers = offers_of(&macs, t);
     let (out, _) = s.run_all(&offers);
     let leases: Vec<Lease> = out
         .into_iter()
