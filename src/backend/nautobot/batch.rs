@@ -369,20 +369,22 @@ impl NautobotSession {
         }
         for (prefix, idx) in groups {
             if idx.len() > 1 {
-                self.offer_group(jobs, &prefix, &idx, out);
+                self.offer_group(jobs, &prefix, &idx, out, false);
             }
         }
     }
 
     /// The OFFERs of one prefix: one read, then each client's choice in
     /// turn (the claims keep them apart), then one create for all new
-    /// records.
+    /// records. `again`: this is the second go of a create refused as a
+    /// whole.
     fn offer_group(
         &mut self,
         jobs: &[Job],
         prefix: &PrefixInfo,
         idx: &[usize],
         out: &mut [Option<JobOutcome>],
+        again: bool,
     ) {
         let macs: Vec<MacAddr> = idx.iter().map(|&i| jobs[i].client.mac).collect();
         let snap = match self.read_many(&macs, prefix) {
@@ -454,7 +456,7 @@ impl NautobotSession {
             }
         }
         self.take_over_together(jobs, prefix, &snap, idx, takeovers, out);
-        self.create_together(jobs, prefix, &snap, idx, creates, out);
+        self.create_together(jobs, prefix, &snap, idx, creates, out, again);
     }
 
     /// One PATCH of the expired records of other clients that the batch
@@ -554,9 +556,13 @@ impl NautobotSession {
     }
 
     /// One POST of the new records (`creates`: job index, address), each
-    /// holding its address for OFFER_HOLD_SECS. A refusal names the
-    /// records another server made first: those jobs run alone (they read
-    /// again), the others are sent once more without them.
+    /// holding its address for OFFER_HOLD_SECS. A refusal that names the
+    /// records another server made first sends those jobs alone (they read
+    /// again) and the others once more without them. A refusal of the
+    /// whole list (a unique key, as a 500) reads the prefix again and
+    /// chooses once more for all of them together; refused a second time,
+    /// each runs alone.
+    #[allow(clippy::too_many_arguments)]
     fn create_together(
         &mut self,
         jobs: &[Job],
@@ -565,6 +571,7 @@ impl NautobotSession {
         idx: &[usize],
         mut creates: Vec<(usize, Ipv4Addr)>,
         out: &mut [Option<JobOutcome>],
+        again: bool,
     ) {
         let device_of = |i: usize| {
             idx.iter()
@@ -655,8 +662,18 @@ impl NautobotSession {
                     creates = rest.into_iter().map(|(_, c)| *c).collect();
                 }
                 None if api::is_duplicate(r.status, &r.body) => {
-                    // A race the answer does not pin down: each runs alone.
+                    // A race the answer does not pin down (another server
+                    // wrote some of these addresses first): read what is
+                    // taken now and choose again, together.
                     give_back(self, &creates);
+                    if !again {
+                        let idx: Vec<usize> = creates.iter().map(|&(i, _)| i).collect();
+                        log::debug!(
+                            "nautobot: {} new records refused as a whole; reading the prefix again",
+                            idx.len()
+                        );
+                        self.offer_group(jobs, prefix, &idx, out, true);
+                    }
                     return;
                 }
                 None => {

@@ -12,12 +12,24 @@ use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Out
 
 const BULK_DUP_400: &str =
     include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
+const DUP_500: &str =
+    include_str!("../../../../tests/data/nautobot/duplicate_500_integrity.json");
+
+/// How the fake refuses its first bulk create: the address of the item
+/// numbered so then reads back as another client's.
+#[derive(Clone, Copy)]
+enum Refuse {
+    None,
+    /// A 400 naming the item.
+    Item(usize),
+    /// A 500 of the unique key, naming nothing.
+    Whole(usize),
+}
 
 /// A server that takes lists: GraphQL with a list of the clients' MACs, bulk
-/// create (the item numbered `refuse` of the first one is refused, its
-/// address then reads back as another client's) and bulk PATCH (ids
+/// create (refused as `refuse` says the first time) and bulk PATCH (ids
 /// starting with "gone" are left out of the answer, as Nautobot does).
-fn bulk_server(refuse: Option<usize>) -> impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static {
+fn bulk_server(refuse: Refuse) -> impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static {
     let taken: Arc<Mutex<Vec<Value>>> = Arc::default();
     let bulk_posts = Mutex::new(0usize);
     move |r: &Seen| {
@@ -70,7 +82,7 @@ fn bulk_server(refuse: Option<usize>) -> impl Fn(&Seen) -> (u16, String) + Send 
                     *n += 1;
                     *n == 1
                 };
-                if let (true, Some(k)) = (first, refuse) {
+                if let (true, Refuse::Item(k) | Refuse::Whole(k)) = (first, refuse) {
                     let host = created(&items[k])["host"].as_str().unwrap().to_owned();
                     lock(&taken).push(json!({
                         "id": format!("other-{host}"), "host": host, "type": "DHCP",
@@ -78,6 +90,9 @@ fn bulk_server(refuse: Option<usize>) -> impl Fn(&Seen) -> (u16, String) + Send 
                                                "pydhcp_expire": "2099-01-01T00:00:00Z"},
                         "interfaces": [],
                     }));
+                    if let Refuse::Whole(_) = refuse {
+                        return (500, DUP_500.into());
+                    }
                     let errors: Vec<Value> = (0..items.len())
                         .map(|n| {
                             if n == k {
@@ -168,7 +183,7 @@ fn bulk_posts(seen: &[Seen]) -> Vec<usize> {
 
 #[test]
 fn offers_of_a_batch_share_one_read_and_one_create() {
-    let fake = Fake::new(bulk_server(None));
+    let fake = Fake::new(bulk_server(Refuse::None));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
     fake.seen();
@@ -217,7 +232,7 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
 
 #[test]
 fn a_refused_item_runs_alone_and_the_others_go_once_more() {
-    let fake = Fake::new(bulk_server(Some(1)));
+    let fake = Fake::new(bulk_server(Refuse::Item(1)));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
     fake.seen();
@@ -241,8 +256,27 @@ fn a_refused_item_runs_alone_and_the_others_go_once_more() {
 }
 
 #[test]
+fn a_list_refused_as_a_whole_is_chosen_again_together() {
+    let fake = Fake::new(bulk_server(Refuse::Whole(1)));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    fake.seen();
+    let jobs = clients(4);
+    let (out, calls) = batch(&mut *nb.session(), &jobs);
+    let l = leases(out);
+    let posts = bulk_posts(&fake.seen());
+    // Another server took one of the four addresses: the second list
+    // leaves it out, and nobody runs alone.
+    assert_eq!(posts, [4, 4], "{posts:?}");
+    assert_eq!(calls, 1 + 2 + 2, "prefix, read + create, read + create");
+    let addrs: HashSet<_> = l.iter().map(|l| l.addr).collect();
+    assert_eq!(addrs.len(), 4, "{l:?}");
+    assert!(l.iter().all(|l| l.record.as_deref().unwrap().starts_with("new-")));
+}
+
+#[test]
 fn a_renewal_whose_record_is_gone_takes_the_full_path() {
-    let fake = Fake::new(bulk_server(None));
+    let fake = Fake::new(bulk_server(Refuse::None));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
     fake.seen();
@@ -303,7 +337,7 @@ fn batch(s: &mut dyn Session, jobs: &[Job]) -> (Vec<Result<Outcome, BackendError
 
 #[test]
 fn a_backend_that_cannot_be_reached_fails_the_whole_batch_at_once() {
-    let fake = Fake::new(bulk_server(None));
+    let fake = Fake::new(bulk_server(Refuse::None));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
     let mut s = nb.session();
