@@ -511,6 +511,18 @@ fn two_daemons_never_share_an_address() {
         a2.answer("DHCPOFFER") > 0 && b2.answer("DHCPOFFER") > 0,
         "both daemons must have made offers\n{a2}\n{b2}"
     );
+    let calls = a2.calls() - a0.calls() + b2.calls() - b0.calls();
+    eprintln!(
+        "RESULT two daemons: {calls} API calls in all ({:.2} per client)",
+        calls as f64 / n as f64
+    );
+    // A daemon whose bulk create lost the race reads the prefix again
+    // and chooses again for the whole batch; run one by one, the same
+    // jobs cost two or three calls each.
+    assert!(
+        calls <= n as u64,
+        "{calls} API calls for {n} clients on two daemons\n{a2}\n{b2}"
+    );
     // An OFFER still being made when its client took the other daemon's
     // goes back once it is made: let those withdrawals land.
     wait_offers_withdrawn(&nb.api, Duration::from_secs(15));

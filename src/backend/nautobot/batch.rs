@@ -69,6 +69,11 @@ impl Batch {
 const CREATE_ROUNDS: usize = 2;
 /// Addresses one OFFER of a batch may find claimed before it runs alone.
 const CHOICE_ROUNDS: usize = 8;
+/// Fresh reads after bulk creates refused as a whole, before each job
+/// runs alone. Each refusal means another server's records went in first,
+/// and a read shows them: records it made for these very clients answer
+/// them at once.
+const REREADS: usize = 3;
 
 impl NautobotSession {
     /// Runs the jobs of a batch, handing each outcome to `done` as soon as
@@ -369,22 +374,22 @@ impl NautobotSession {
         }
         for (prefix, idx) in groups {
             if idx.len() > 1 {
-                self.offer_group(jobs, &prefix, &idx, out, false);
+                self.offer_group(jobs, &prefix, &idx, out, REREADS);
             }
         }
     }
 
     /// The OFFERs of one prefix: one read, then each client's choice in
     /// turn (the claims keep them apart), then one create for all new
-    /// records. `again`: this is the second go of a create refused as a
-    /// whole.
+    /// records. `rereads`: how many more times a create refused as a whole
+    /// may read the prefix again.
     fn offer_group(
         &mut self,
         jobs: &[Job],
         prefix: &PrefixInfo,
         idx: &[usize],
         out: &mut [Option<JobOutcome>],
-        again: bool,
+        rereads: usize,
     ) {
         let macs: Vec<MacAddr> = idx.iter().map(|&i| jobs[i].client.mac).collect();
         let snap = match self.read_many(&macs, prefix) {
@@ -456,7 +461,7 @@ impl NautobotSession {
             }
         }
         self.take_over_together(jobs, prefix, &snap, idx, takeovers, out);
-        self.create_together(jobs, prefix, &snap, idx, creates, out, again);
+        self.create_together(jobs, prefix, &snap, idx, creates, out, rereads);
     }
 
     /// One PATCH of the expired records of other clients that the batch
@@ -555,13 +560,10 @@ impl NautobotSession {
         }
     }
 
-    /// One POST of the new records (`creates`: job index, address), each
-    /// holding its address for OFFER_HOLD_SECS. A refusal that names the
-    /// records another server made first sends those jobs alone (they read
-    /// again) and the others once more without them. A refusal of the
-    /// whole list (a unique key, as a 500) reads the prefix again and
-    /// chooses once more for all of them together; refused a second time,
-    /// each runs alone.
+    /// The new records of `creates` (job index, address), each holding its
+    /// address for OFFER_HOLD_SECS. The jobs whose addresses another
+    /// server took first read the prefix again and choose once more,
+    /// together, up to `rereads` times; then each runs alone.
     #[allow(clippy::too_many_arguments)]
     fn create_together(
         &mut self,
@@ -569,10 +571,35 @@ impl NautobotSession {
         prefix: &PrefixInfo,
         snap: &ManySnapshot,
         idx: &[usize],
+        creates: Vec<(usize, Ipv4Addr)>,
+        out: &mut [Option<JobOutcome>],
+        rereads: usize,
+    ) {
+        let lost = self.create_rounds(jobs, prefix, snap, idx, creates, out);
+        if !lost.is_empty() && rereads > 0 {
+            log::debug!(
+                "nautobot: another server took {} of the addresses chosen; reading the prefix again",
+                lost.len()
+            );
+            self.offer_group(jobs, prefix, &lost, out, rereads - 1);
+        }
+    }
+
+    /// One POST of the new records. A refusal that names the records
+    /// another server made first sends the others once more without them.
+    /// Returns the jobs whose addresses were taken: those named, those
+    /// of a list refused as a whole (a unique key, as a 500, names none),
+    /// and those still refused after the last round.
+    fn create_rounds(
+        &mut self,
+        jobs: &[Job],
+        prefix: &PrefixInfo,
+        snap: &ManySnapshot,
+        idx: &[usize],
         mut creates: Vec<(usize, Ipv4Addr)>,
         out: &mut [Option<JobOutcome>],
-        again: bool,
-    ) {
+    ) -> Vec<usize> {
+        let mut taken = Vec::new();
         let device_of = |i: usize| {
             idx.iter()
                 .position(|&j| j == i)
@@ -580,9 +607,14 @@ impl NautobotSession {
         };
         let shift = self.elapsed();
         let at = |j: &Job| j.now + shift;
+        let give_back = |s: &Self, list: &[(usize, Ipv4Addr)]| {
+            for &(i, a) in list {
+                s.shared.claims.give_back(a, jobs[i].client.mac);
+            }
+        };
         for _ in 0..CREATE_ROUNDS {
             if creates.is_empty() {
-                return;
+                return taken;
             }
             let body: Vec<Value> = creates
                 .iter()
@@ -594,11 +626,6 @@ impl NautobotSession {
                     create_body(prefix, a, fields, dns_name(host))
                 })
                 .collect();
-            let give_back = |s: &Self, list: &[(usize, Ipv4Addr)]| {
-                for &(i, a) in list {
-                    s.shared.claims.give_back(a, jobs[i].client.mac);
-                }
-            };
             let r = match self.client.send(
                 Request::post("/api/ipam/ip-addresses/", &body)
                     .once()
@@ -610,7 +637,7 @@ impl NautobotSession {
                     for &(i, _) in &creates {
                         out[i] = Some(Err(e.clone()));
                     }
-                    return;
+                    return taken;
                 }
             };
             if r.status == 200 || r.status == 201 {
@@ -627,7 +654,7 @@ impl NautobotSession {
                     for &(i, _) in &creates {
                         out[i] = Some(Err(e.clone()));
                     }
-                    return;
+                    return taken;
                 }
                 for (&(i, a), id) in creates.iter().zip(ids) {
                     out[i] = Some(match id {
@@ -648,33 +675,25 @@ impl NautobotSession {
                         None => Err(BackendError::BadAnswer("created address has no id".into())),
                     });
                 }
-                return;
+                return taken;
             }
             match refused_items(r.status, &r.body, creates.len()) {
                 Some(refused) => {
-                    // Those run alone; the rest go again.
+                    // Those choose again; the rest go once more.
                     let (lost, rest): (Vec<_>, Vec<_>) = creates
                         .iter()
                         .enumerate()
                         .partition(|(n, _)| refused.contains(n));
                     let lost: Vec<(usize, Ipv4Addr)> = lost.into_iter().map(|(_, c)| *c).collect();
                     give_back(self, &lost);
+                    taken.extend(lost.iter().map(|&(i, _)| i));
                     creates = rest.into_iter().map(|(_, c)| *c).collect();
                 }
                 None if api::is_duplicate(r.status, &r.body) => {
-                    // A race the answer does not pin down (another server
-                    // wrote some of these addresses first): read what is
-                    // taken now and choose again, together.
+                    // A race the answer does not pin down: all choose again.
                     give_back(self, &creates);
-                    if !again {
-                        let idx: Vec<usize> = creates.iter().map(|&(i, _)| i).collect();
-                        log::debug!(
-                            "nautobot: {} new records refused as a whole; reading the prefix again",
-                            idx.len()
-                        );
-                        self.offer_group(jobs, prefix, &idx, out, true);
-                    }
-                    return;
+                    taken.extend(creates.iter().map(|&(i, _)| i));
+                    return taken;
                 }
                 None => {
                     give_back(self, &creates);
@@ -682,14 +701,13 @@ impl NautobotSession {
                     for &(i, _) in &creates {
                         out[i] = Some(Err(e.clone()));
                     }
-                    return;
+                    return taken;
                 }
             }
         }
-        // Still refused after the last round: alone, too.
-        for &(i, a) in &creates {
-            self.shared.claims.give_back(a, jobs[i].client.mac);
-        }
+        give_back(self, &creates);
+        taken.extend(creates.iter().map(|&(i, _)| i));
+        taken
     }
 }
 

@@ -12,8 +12,7 @@ use crate::backend::{Backend, BackendError, BootClient, Job, JobKind, Lease, Out
 
 const BULK_DUP_400: &str =
     include_str!("../../../../tests/data/nautobot/bulk_create_duplicate_400.json");
-const DUP_500: &str =
-    include_str!("../../../../tests/data/nautobot/duplicate_500_integrity.json");
+const DUP_500: &str = include_str!("../../../../tests/data/nautobot/duplicate_500_integrity.json");
 
 /// How the fake refuses its first bulk create: the address of the item
 /// numbered so then reads back as another client's.
@@ -24,6 +23,8 @@ enum Refuse {
     Item(usize),
     /// A 500 of the unique key, naming nothing.
     Whole(usize),
+    /// That 500 for every list, and nothing taken.
+    EveryList,
 }
 
 /// A server that takes lists: GraphQL with a list of the clients' MACs, bulk
@@ -82,6 +83,9 @@ fn bulk_server(refuse: Refuse) -> impl Fn(&Seen) -> (u16, String) + Send + Sync 
                     *n += 1;
                     *n == 1
                 };
+                if let Refuse::EveryList = refuse {
+                    return (500, DUP_500.into());
+                }
                 if let (true, Refuse::Item(k) | Refuse::Whole(k)) = (first, refuse) {
                     let host = created(&items[k])["host"].as_str().unwrap().to_owned();
                     lock(&taken).push(json!({
@@ -231,7 +235,7 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
 }
 
 #[test]
-fn a_refused_item_runs_alone_and_the_others_go_once_more() {
+fn a_refused_item_chooses_again_and_the_others_go_once_more() {
     let fake = Fake::new(bulk_server(Refuse::Item(1)));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
@@ -240,9 +244,9 @@ fn a_refused_item_runs_alone_and_the_others_go_once_more() {
     let (out, calls) = batch(&mut *nb.session(), &jobs);
     let l = leases(out);
     let posts = bulk_posts(&fake.seen());
-    // The refused list, the three others once more; the fourth client
-    // alone: its own read and create.
-    assert_eq!(posts, [4, 3], "{posts:?}");
+    // The refused list, the three others once more; then the fourth
+    // client reads the prefix again and gets another address.
+    assert_eq!(posts, [4, 3, 1], "{posts:?}");
     assert_eq!(
         calls,
         1 + 1 + 2 + 2,
@@ -271,7 +275,21 @@ fn a_list_refused_as_a_whole_is_chosen_again_together() {
     assert_eq!(calls, 1 + 2 + 2, "prefix, read + create, read + create");
     let addrs: HashSet<_> = l.iter().map(|l| l.addr).collect();
     assert_eq!(addrs.len(), 4, "{l:?}");
-    assert!(l.iter().all(|l| l.record.as_deref().unwrap().starts_with("new-")));
+    assert!(l
+        .iter()
+        .all(|l| l.record.as_deref().unwrap().starts_with("new-")));
+}
+
+#[test]
+fn lists_refused_again_and_again_end_in_each_job_alone() {
+    let fake = Fake::new(bulk_server(Refuse::EveryList));
+    let nb = backend(&fake.url, true);
+    nb.prepare().unwrap();
+    fake.seen();
+    let (out, calls) = batch(&mut *nb.session(), &clients(4));
+    assert_eq!(leases(out).len(), 4);
+    assert_eq!(bulk_posts(&fake.seen()), [4; 1 + super::REREADS]);
+    assert_eq!(calls as usize, 1 + 2 * (1 + super::REREADS) + 4 * 2);
 }
 
 #[test]
