@@ -2,7 +2,8 @@
 //! from made-up MACs. At most `[relay] max_offers` addresses are held for
 //! them at a time (the other DISCOVERs wait, within `max_pending_jobs`),
 //! nothing is NAKed, and a client the daemon leased to before still gets
-//! its lease, rebooting or rediscovering.
+//! its lease, rebooting or rediscovering, though the waiting DISCOVERs
+//! fill every place for jobs.
 
 mod common;
 
@@ -19,6 +20,8 @@ const KNOWN: &str = "14:18:77:aa:bb:42";
 /// what the flood holds.
 const MAX_OFFERS: usize = 32;
 const FLOOD: usize = 3000;
+/// Far below FLOOD: the waiting DISCOVERs fill it.
+const MAX_PENDING: usize = 256;
 
 fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
     let mut p = vec![0u8; 240];
@@ -57,6 +60,7 @@ fn discover_flood_from_made_up_macs() {
     };
     let conf = RelayConfig {
         max_offers: Some(MAX_OFFERS),
+        max_pending_jobs: Some(MAX_PENDING),
         ..RelayConfig::default()
     };
     rl.d(0).start(&conf, &["-a"]);
@@ -126,6 +130,12 @@ fn discover_flood_from_made_up_macs() {
         c1.get("jobs_refused"),
     );
     assert!(capped > 0, "no offer was capped\n{c1}");
+    // The flood filled every place for jobs: the known client got through
+    // all the same.
+    assert!(
+        c1.get("jobs_refused") > c0.get("jobs_refused"),
+        "the waiting DISCOVERs never filled max_pending_jobs\n{c1}"
+    );
     assert!(
         held.len() <= MAX_OFFERS,
         "{} addresses held for made-up MACs (max_offers {MAX_OFFERS})",

@@ -283,15 +283,22 @@ impl RelaySide {
                         }
                     }
                 }
-                if self.pending.len() >= self.limits.max_pending_jobs {
-                    self.refuse_job(mac);
-                    return;
-                }
                 let offer_origin = match kind {
                     // Clients this daemon leased to are never held back.
                     JobKind::Offer if !self.known.contains_key(&mac) => Some(client.origin),
                     _ => None,
                 };
+                // When full, a job that would run now (a known client's, a
+                // REQUEST, a DISCOVER of a subnet with room) takes the
+                // place of the newest waiting DISCOVER: a flood of new
+                // clients never starves the others.
+                if self.pending.len() >= self.limits.max_pending_jobs
+                    && (offer_origin.is_some_and(|o| self.must_wait(o))
+                        || !self.drop_newest_waiting())
+                {
+                    self.refuse_job(mac);
+                    return;
+                }
                 let known = self
                     .known
                     .get(&mac)
@@ -407,6 +414,39 @@ impl RelaySide {
             if self.waiting.get(&origin).is_some_and(VecDeque::is_empty) {
                 self.waiting.remove(&origin);
             }
+        }
+    }
+
+    /// Drops the newest DISCOVER of the longest waiting line, counted as
+    /// refused (its client retransmits). False: none waits.
+    fn drop_newest_waiting(&mut self) -> bool {
+        let Some(origin) = self
+            .waiting
+            .iter()
+            .max_by_key(|(_, q)| q.len())
+            .map(|(o, _)| *o)
+        else {
+            return false;
+        };
+        let mut dropped = None;
+        if let Some(q) = self.waiting.get_mut(&origin) {
+            while let Some(job) = q.pop_back() {
+                if let Some(p) = self.pending.remove(&job.id) {
+                    dropped = Some(p.req.chaddr);
+                    break;
+                }
+            }
+            if q.is_empty() {
+                self.waiting.remove(&origin);
+            }
+        }
+        match dropped {
+            Some(mac) => {
+                self.by_mac.remove(&mac);
+                self.refuse_job(mac);
+                true
+            }
+            None => self.drop_newest_waiting(),
         }
     }
 

@@ -646,6 +646,8 @@ pub struct RelayConfig {
     pub prefix_roles: Vec<String>,
     /// `[relay] max_offers`; None: the daemon's default.
     pub max_offers: Option<usize>,
+    /// `[relay] max_pending_jobs`; None: the daemon's default.
+    pub max_pending_jobs: Option<usize>,
 }
 
 impl Default for RelayConfig {
@@ -658,6 +660,7 @@ impl Default for RelayConfig {
             workers: 4,
             prefix_roles: vec!["Server BMC".into()],
             max_offers: None,
+            max_pending_jobs: None,
         }
     }
 }
@@ -812,7 +815,7 @@ impl RelayDaemon {
             "[general]\npidfile = {pid}\ndatapath = {data}\nlogdir = {logdir}\n\n\
              [dhcp]\nenable_dhcp = no\n\n[ipv6]\nenable_ipv6 = no\n\n\
              [relay]\nenable_relay = yes\nauthoritative = {auth}\nlease_time = {lt}\n\
-             nameservers = {ns}\n{max_offers}\n\
+             nameservers = {ns}\n{max_offers}{max_pending}\n\
              [nautobot]\nurl = {url}\nallow_unknown_devices = {unk}\nworkers = {w}\n\
              prefix_roles = {roles}\n",
             pid = self.dir.join(format!("nfdhcpd-d{i}.pid")).display(),
@@ -828,6 +831,10 @@ impl RelayDaemon {
             max_offers = c
                 .max_offers
                 .map(|n| format!("max_offers = {n}\n"))
+                .unwrap_or_default(),
+            max_pending = c
+                .max_pending_jobs
+                .map(|n| format!("max_pending_jobs = {n}\n"))
                 .unwrap_or_default(),
         );
         fs::write(&path, text).unwrap();

@@ -445,6 +445,72 @@ fn pending_jobs_are_capped_waiting_discovers_included() {
     }
 }
 
+/// Places for jobs all taken, partly by waiting DISCOVERs: a known
+/// client's renewal and a DISCOVER of a subnet with room each take the
+/// place of the newest waiting one.
+#[test]
+fn waiting_discovers_give_way_to_jobs_that_would_run() {
+    let mut r = rig_with(
+        false,
+        RelayLimits {
+            max_pending_jobs: 4,
+            max_offers: 1,
+        },
+    );
+    let now = SystemTime::now();
+    // A client leased before the flood.
+    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    finish(&mut r, &job);
+    let ours = [(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())];
+    r.side.on_packet(packet(&r, request(3, mac(1), &ours)), now);
+    let job = r.urgent.try_recv().unwrap();
+    finish(&mut r, &job);
+    while answer(&r).is_some() {}
+
+    // New clients: one offer runs, three wait, the fifth is refused.
+    for n in 0..5u8 {
+        r.side
+            .on_packet(packet(&r, request(1, mac(100 + n), &[])), now);
+    }
+    assert_eq!(r.side.stats.jobs_refused, 1);
+    assert_eq!(r.side.status().0, 4);
+    let first = r.offers.try_recv().unwrap();
+
+    // The known client renews: it runs, the newest waiting DISCOVER goes.
+    r.side.on_packet(packet(&r, request(3, mac(1), &ours)), now);
+    let renewal = r.urgent.try_recv().expect("the renewal runs");
+    assert_eq!(renewal.client.mac, mac(1));
+    assert_eq!(r.side.stats.jobs_refused, 2);
+    assert_eq!(r.side.status().0, 4);
+
+    // A DISCOVER from another subnet, which has room, runs too.
+    let mut other = request(1, mac(200), &[]);
+    other[24..28].copy_from_slice(&[127, 0, 0, 2]);
+    r.side.on_packet(packet(&r, other), now);
+    let j = r
+        .offers
+        .try_recv()
+        .expect("a DISCOVER of a subnet with room runs");
+    assert_eq!(j.client.mac, mac(200));
+    assert_eq!(r.side.stats.jobs_refused, 3);
+
+    // Another new client of the full subnet is refused: it would wait.
+    r.side.on_packet(packet(&r, request(1, mac(150), &[])), now);
+    assert_eq!(r.side.stats.jobs_refused, 4);
+    assert!(r.offers.try_recv().is_err());
+
+    // The oldest waiting one is still next.
+    r.side.on_result(JobResult {
+        id: first.id,
+        outcome: Ok(Outcome::NoLease(NoLease::PoolExhausted)),
+        calls: 1,
+        started: None,
+    });
+    let next = r.offers.try_recv().unwrap();
+    assert_eq!(next.client.mac, mac(101));
+}
+
 #[test]
 fn a_hold_runs_from_when_the_worker_began_the_job() {
     let mut r = rig(false);
