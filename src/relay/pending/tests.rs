@@ -320,6 +320,20 @@ fn finish_at(r: &mut Rig, job: &Job, started: Option<SystemTime>) {
     });
 }
 
+/// mac(1) gets 192.0.2.5 (DISCOVER, REQUEST); returns the options of its
+/// REQUEST.
+fn lease_before_the_flood(r: &mut Rig, now: SystemTime) -> [(u8, Vec<u8>); 2] {
+    r.side.on_packet(packet(r, request(1, mac(1), &[])), now);
+    let job = r.offers.try_recv().unwrap();
+    finish(r, &job);
+    let ours = [(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())];
+    r.side.on_packet(packet(r, request(3, mac(1), &ours)), now);
+    let job = r.urgent.try_recv().unwrap();
+    finish(r, &job);
+    while answer(r).is_some() {}
+    ours
+}
+
 #[test]
 fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
     let mut r = rig_with(
@@ -330,19 +344,7 @@ fn offers_outstanding_per_subnet_are_capped_known_clients_pass() {
         },
     );
     let now = SystemTime::now();
-    // A client leased before the flood.
-    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
-    let job = r.offers.try_recv().unwrap();
-    finish(&mut r, &job);
-    let req = request(
-        3,
-        mac(1),
-        &[(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())],
-    );
-    r.side.on_packet(packet(&r, req), now);
-    let job = r.urgent.try_recv().unwrap();
-    finish(&mut r, &job);
-    while answer(&r).is_some() {}
+    lease_before_the_flood(&mut r, now);
 
     // Made-up MACs: four offers run, the other six wait.
     for n in 0..10u8 {
@@ -458,15 +460,7 @@ fn waiting_discovers_give_way_to_jobs_that_would_run() {
         },
     );
     let now = SystemTime::now();
-    // A client leased before the flood.
-    r.side.on_packet(packet(&r, request(1, mac(1), &[])), now);
-    let job = r.offers.try_recv().unwrap();
-    finish(&mut r, &job);
-    let ours = [(50, vec![192, 0, 2, 5]), (54, LOCAL.octets().to_vec())];
-    r.side.on_packet(packet(&r, request(3, mac(1), &ours)), now);
-    let job = r.urgent.try_recv().unwrap();
-    finish(&mut r, &job);
-    while answer(&r).is_some() {}
+    let ours = lease_before_the_flood(&mut r, now);
 
     // New clients: one offer runs, three wait, the fifth is refused.
     for n in 0..5u8 {

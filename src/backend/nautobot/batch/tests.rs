@@ -234,16 +234,21 @@ fn offers_of_a_batch_share_one_read_and_one_create() {
     );
 }
 
-#[test]
-fn a_refused_item_chooses_again_and_the_others_go_once_more() {
-    let fake = Fake::new(bulk_server(Refuse::Item(1)));
+/// The OFFERs of four new clients, one batch, against a server refusing
+/// bulk creates as `refuse` says: their leases, the calls, and the length
+/// of each bulk create.
+fn four_offers(refuse: Refuse) -> (Vec<Lease>, u32, Vec<usize>) {
+    let fake = Fake::new(bulk_server(refuse));
     let nb = backend(&fake.url, true);
     nb.prepare().unwrap();
     fake.seen();
-    let jobs = clients(4);
-    let (out, calls) = batch(&mut *nb.session(), &jobs);
-    let l = leases(out);
-    let posts = bulk_posts(&fake.seen());
+    let (out, calls) = batch(&mut *nb.session(), &clients(4));
+    (leases(out), calls, bulk_posts(&fake.seen()))
+}
+
+#[test]
+fn a_refused_item_chooses_again_and_the_others_go_once_more() {
+    let (l, calls, posts) = four_offers(Refuse::Item(1));
     // The refused list, the three others once more; then the fourth
     // client reads the prefix again and gets another address.
     assert_eq!(posts, [4, 3, 1], "{posts:?}");
@@ -261,14 +266,7 @@ fn a_refused_item_chooses_again_and_the_others_go_once_more() {
 
 #[test]
 fn a_list_refused_as_a_whole_is_chosen_again_together() {
-    let fake = Fake::new(bulk_server(Refuse::Whole(1)));
-    let nb = backend(&fake.url, true);
-    nb.prepare().unwrap();
-    fake.seen();
-    let jobs = clients(4);
-    let (out, calls) = batch(&mut *nb.session(), &jobs);
-    let l = leases(out);
-    let posts = bulk_posts(&fake.seen());
+    let (l, calls, posts) = four_offers(Refuse::Whole(1));
     // Another server took one of the four addresses: the second list
     // leaves it out, and nobody runs alone.
     assert_eq!(posts, [4, 4], "{posts:?}");
@@ -282,13 +280,9 @@ fn a_list_refused_as_a_whole_is_chosen_again_together() {
 
 #[test]
 fn lists_refused_again_and_again_end_in_each_job_alone() {
-    let fake = Fake::new(bulk_server(Refuse::EveryList));
-    let nb = backend(&fake.url, true);
-    nb.prepare().unwrap();
-    fake.seen();
-    let (out, calls) = batch(&mut *nb.session(), &clients(4));
-    assert_eq!(leases(out).len(), 4);
-    assert_eq!(bulk_posts(&fake.seen()), [4; 1 + super::REREADS]);
+    let (l, calls, posts) = four_offers(Refuse::EveryList);
+    assert_eq!(l.len(), 4);
+    assert_eq!(posts, [4; 1 + super::REREADS]);
     assert_eq!(calls as usize, 1 + 2 * (1 + super::REREADS) + 4 * 2);
 }
 
