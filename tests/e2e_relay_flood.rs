@@ -22,6 +22,17 @@ const MAX_OFFERS: usize = 32;
 const FLOOD: usize = 3000;
 /// Far below FLOOD: the waiting DISCOVERs fill it.
 const MAX_PENDING: usize = 256;
+/// The flood's end however long the known client takes.
+const FLOOD_MAX: usize = 200_000;
+
+/// Ends the flood when the known client is done, or failed.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 fn discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
     let mut p = vec![0u8; 240];
@@ -77,8 +88,12 @@ fn discover_flood_from_made_up_macs() {
             let t = Instant::now();
             let dst = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
             let mut n = 0u32;
-            // Paced a little, so that the relay in between forwards them.
-            while (n as usize) < FLOOD && !stop.load(Ordering::Relaxed) {
+            // Paced a little, so that the relay in between forwards them;
+            // on until the known client is done, so that every place the
+            // flood's jobs leave is taken again at once.
+            while ((n as usize) < FLOOD || !stop.load(Ordering::Relaxed))
+                && (n as usize) < FLOOD_MAX
+            {
                 let _ = sock.send_to(&discover(made_up(n), n), dst);
                 n += 1;
                 if n % 50 == 0 {
@@ -87,13 +102,14 @@ fn discover_flood_from_made_up_macs() {
             }
             (n, t.elapsed())
         });
+        let done = StopOnDrop(&stop);
         std::thread::sleep(Duration::from_millis(300));
         // The known client reboots (INIT-REBOOT REQUEST), then forgets its
         // lease and rediscovers, both in the middle of the flood.
         let reboot = dhclient_ok(&known, Some(lease_text(addr, SERVER0, 3600)));
         let again = dhclient_ok(&known, None);
+        drop(done);
         let (sent, took) = flood.join().unwrap();
-        stop.store(true, Ordering::Relaxed);
         (sent, took, reboot, again)
     });
     assert_eq!(reboot.expect_bound().ip(), Some(addr), "{reboot}");
